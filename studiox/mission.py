@@ -1,0 +1,255 @@
+"""The typed Mission, and ``load``: YAML → schema check → semantic checks → frozen objects.
+
+Nothing here runs anything. Every problem of a file is reported at once, each with its file,
+line, column and YAML path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import checks, schema, yamlread
+from .checks import KINDS
+from .errors import MissionInvalid, Problem
+
+DEFAULT_VERDICT = "Completed"
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def seconds(value) -> float | None:
+    """A duration (``"1h30m"`` or a number of seconds) in seconds."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    return sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(value))
+
+
+@dataclass(frozen=True)
+class Retry:
+    attempts: int = 1
+    backoff: float = 1.0
+    factor: float = 2.0
+    max_delay: float = 300.0
+    jitter: bool = True
+    on: tuple[str, ...] = ("any",)
+
+
+@dataclass(frozen=True)
+class OnError:
+    action: str = "fail"  # fail | continue | goto
+    goto: str | None = None
+
+
+@dataclass(frozen=True)
+class Approval:
+    required: bool = False
+    auto_approve_when: str | None = None
+    reason: str | None = None
+    explain: str | None = None
+    timeout: float | None = None
+    on_reject: dict | None = None
+    on_timeout: dict | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step: its id, its kind and that kind's settings (``spec``), and the common settings."""
+
+    id: str
+    kind: str
+    spec: Any  # the kind's own settings, as written (read-only by convention)
+    path: tuple  # where the step stands in the file, for messages
+    name: str | None = None
+    description: str | None = None
+    when: Any = None
+    retry: Retry = field(default_factory=Retry)
+    timeout: float | None = None
+    on_error: OnError = field(default_factory=OnError)
+    approval: Approval | None = None
+    budget: dict | None = None
+    arguments: dict | None = None  # tool steps
+    trust: str | None = None
+    trust_reason: str | None = None
+    steps: tuple[Step, ...] = ()  # foreach
+    item_name: str = "item"  # foreach
+    concurrency: int = 1  # foreach
+
+    @property
+    def title(self) -> str:
+        return self.name or self.id
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    model: str
+    default: bool = False
+    settings: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    choices: tuple[str, ...]
+    value: str | None = None
+    note: str | None = None
+    cases: tuple[dict, ...] = ()
+    otherwise: dict | None = None
+
+
+@dataclass(frozen=True)
+class Mission:
+    """A validated mission, ready to run. ``source`` and ``digest`` identify exactly what was read."""
+
+    name: str
+    steps: tuple[Step, ...]
+    file: str
+    source: str
+    digest: str
+    description: str = ""
+    version: str | None = None
+    inputs: dict = field(default_factory=dict)
+    models: dict[str, Model] = field(default_factory=dict)
+    knowledge: dict = field(default_factory=dict)
+    integrations: dict = field(default_factory=dict)
+    budget: dict | None = None
+    verdict: Verdict | None = None
+
+    @property
+    def default_model(self) -> Model | None:
+        marked = [m for m in self.models.values() if m.default]
+        if marked:
+            return marked[0]
+        return next(iter(self.models.values())) if len(self.models) == 1 else None
+
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.file).resolve().parent
+
+    def walk(self):
+        """Every step, nested ones included, in document order."""
+        def _walk(steps):
+            for s in steps:
+                yield s
+                yield from _walk(s.steps)
+        yield from _walk(self.steps)
+
+
+def digest_of(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def load(path: str | Path) -> Mission:
+    """Read, check and type a mission file; raises MissionInvalid with every problem found."""
+    file = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise MissionInvalid([Problem(file, 0, 0, "", "no such file")]) from None
+    except IsADirectoryError:
+        raise MissionInvalid([Problem(file, 0, 0, "", "this is a folder, not a mission file")]) from None
+    except OSError as e:
+        raise MissionInvalid([Problem(file, 0, 0, "", f"cannot read the file: {e.strerror}")]) from None
+    return loads(yamlread.read_text(file, raw), file)
+
+
+def loads(text: str, file: str = "<mission>") -> Mission:
+    """Check and type a mission from its text; ``file`` names it in messages."""
+    located = yamlread.load(file, text)
+    if not isinstance(located.data, dict):
+        found = "a list" if isinstance(located.data, list) else "a single value"
+        raise MissionInvalid([Problem(file, 1, 1, "", f"a mission must be a mapping of keys such as 'mission:' "
+                                                        f"and 'steps:', but this file holds {found}")])
+    problems = located.problems + schema.check(located)
+    problems += checks.check(located, schema_clean=not problems)
+    if problems:
+        unique = {p.render(): p for p in problems}
+        raise MissionInvalid(sorted(unique.values(), key=lambda p: (p.line, p.column, p.message)))
+    return _build(located.data, file, text)
+
+
+def _build(data: dict, file: str, text: str) -> Mission:
+    models = {}
+    for name, spec in (data.get("models") or {}).items():
+        if isinstance(spec, str):
+            models[name] = Model(name, spec)
+        else:
+            settings = {k: v for k, v in spec.items() if k not in ("model", "default")}
+            models[name] = Model(name, spec["model"], bool(spec.get("default")), settings)
+    verdict = None
+    if v := data.get("verdict"):
+        verdict = Verdict(tuple(v["choices"]), v.get("value"), v.get("note"), tuple(v.get("cases", ())),
+                          v.get("otherwise"))
+    version = data.get("version")
+    return Mission(
+        name=data["mission"],
+        steps=tuple(_step(s, ("steps", i)) for i, s in enumerate(data["steps"])),
+        file=file,
+        source=text,
+        digest=digest_of(text),
+        description=data.get("description", ""),
+        version=None if version is None else str(version),
+        inputs=data.get("inputs") or {},
+        models=models,
+        knowledge=data.get("knowledge") or {},
+        integrations=data.get("integrations") or {},
+        budget=data.get("budget"),
+        verdict=verdict,
+    )
+
+
+def _step(raw: dict, path: tuple) -> Step:
+    kind = next(k for k in KINDS if k in raw)
+    retry = Retry()
+    if r := raw.get("retry"):
+        retry = Retry(
+            attempts=r.get("attempts", 3),
+            backoff=seconds(r.get("backoff", 1.0)),
+            factor=r.get("factor", 2.0),
+            max_delay=seconds(r.get("max_delay", 300.0)),
+            jitter=r.get("jitter", True),
+            on=tuple(r.get("on", ("any",))),
+        )
+    on_error = OnError()
+    if (e := raw.get("on_error")) is not None:
+        on_error = OnError("goto", e["goto"]) if isinstance(e, dict) else OnError(e)
+    approval = None
+    if (a := raw.get("approval")) is not None:
+        if a == "required":
+            approval = Approval(required=True)
+        else:
+            approval = Approval(
+                required=a.get("required", False),
+                auto_approve_when=a.get("auto_approve_when"),
+                reason=a.get("reason"),
+                explain=a.get("explain"),
+                timeout=seconds(a.get("timeout")),
+                on_reject=a.get("on_reject"),
+                on_timeout=a.get("on_timeout"),
+            )
+    children = tuple(_step(s, (*path, "steps", i)) for i, s in enumerate(raw.get("steps", ())))
+    return Step(
+        id=raw["id"],
+        kind=kind,
+        spec=raw[kind],
+        path=path,
+        name=raw.get("name"),
+        description=raw.get("description"),
+        when=raw.get("when"),
+        retry=retry,
+        timeout=seconds(raw.get("timeout")),
+        on_error=on_error,
+        approval=approval,
+        budget=raw.get("budget"),
+        arguments=raw.get("arguments") if kind == "tool" else None,
+        trust=raw.get("trust"),
+        trust_reason=raw.get("trust_reason"),
+        steps=children,
+        item_name=raw.get("as", "item"),
+        concurrency=raw.get("concurrency", 1),
+    )

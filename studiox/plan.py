@@ -1,0 +1,72 @@
+"""What a mission will do and touch, step by step, before it runs (``studiox validate``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .mission import Mission, Step
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    number: str  # "3", or "4.1" for the first step inside a loop
+    step: Step
+    touches: str  # the model, tool or knowledge source the step reaches, if any
+    notes: str  # conditions, retries, approvals
+
+
+def plan(mission: Mission) -> list[PlanRow]:
+    """The mission's steps in order, nested ones numbered under their loop."""
+    rows: list[PlanRow] = []
+
+    def walk(steps, prefix: str) -> None:
+        for i, step in enumerate(steps, 1):
+            number = f"{prefix}{i}"
+            rows.append(PlanRow(number, step, _touches(mission, step), _notes(step)))
+            walk(step.steps, number + ".")
+
+    walk(mission.steps, "")
+    return rows
+
+
+def _touches(mission: Mission, step: Step) -> str:
+    spec = step.spec
+    if step.kind == "worker":
+        name = spec.get("model")
+        model = mission.models.get(name) if name else mission.default_model
+        text = f"model {model.model}" if model else f"model {name}"
+        if spec.get("tools"):
+            text += "; tools " + ", ".join(spec["tools"])
+        return text
+    if step.kind == "tool":
+        return f"tool {spec}"
+    if step.kind == "retrieve":
+        return f"knowledge {spec['from']}"
+    return ""
+
+
+def _notes(step: Step) -> str:
+    notes = []
+    if step.when is not None:
+        notes.append("only when a condition holds")
+    if step.kind == "foreach":
+        notes.append(f"for each {step.item_name}, {step.concurrency} at a time")
+    if step.kind == "branch":
+        targets = [c["goto"] for c in step.spec["cases"]] + [step.spec.get("otherwise") or "next"]
+        notes.append("goes to " + " / ".join(targets))
+    if step.kind == "finish":
+        verdict = step.spec if isinstance(step.spec, str) else step.spec["verdict"]
+        notes.append(f"ends the run: {verdict}")
+    if step.kind == "fail":
+        notes.append("ends the run as failed")
+    if step.retry.attempts > 1:
+        notes.append(f"up to {step.retry.attempts} attempts")
+    if step.timeout:
+        notes.append(f"time limit {step.timeout:g}s")
+    if step.on_error.action != "fail":
+        notes.append(f"on error: {step.on_error.goto or step.on_error.action}")
+    if step.approval and step.approval.required:
+        notes.append("needs a human decision")
+    elif step.approval and step.approval.auto_approve_when:
+        notes.append("decision: auto-approved by rule, else a human")
+    return "; ".join(notes)

@@ -1,0 +1,180 @@
+"""Reading YAML safely, keeping the line and column of every node.
+
+PyYAML's own loaders lose positions, keep the last of two duplicate keys without a word and
+expand aliases without bound. We compose the node graph with the safe loader and build plain
+JSON-like data ourselves, so each of those becomes a precise error instead.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+
+import yaml
+
+from .errors import MissionInvalid, Problem
+
+MAX_BYTES = 1024 * 1024
+MAX_NODES = 100_000  # nodes after alias expansion: far above any real mission, far below a bomb
+MAX_DEPTH = 64
+
+Path = tuple  # of str keys and int indexes
+
+
+@dataclass
+class Located:
+    """Plain data read from YAML, with where each value (and each key) stands in the file."""
+
+    file: str
+    data: object
+    values: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    text: str = ""
+    problems: list[Problem] = field(default_factory=list)  # found while reading; checks go on after them
+
+    def where(self, path: Path, *, key: bool = False) -> tuple[int, int]:
+        """The (line, column) of the value at ``path``, or of its key; else of its nearest parent."""
+        path = tuple(path)
+        if key and path in self.keys:
+            return self.keys[path]
+        while path:
+            if path in self.values:
+                return self.values[path]
+            path = path[:-1]
+        return self.values.get((), (1, 1))
+
+
+def _problem(file: str, line: int, col: int, message: str, path: str = "") -> MissionInvalid:
+    return MissionInvalid([Problem(file, line, col, path, message)])
+
+
+def read_text(file: str, raw: bytes) -> str:
+    """Decode a mission file, refusing what is too large or not UTF-8."""
+    if len(raw) > MAX_BYTES:
+        size = len(raw) / (1024 * 1024)
+        raise _problem(file, 0, 0, f"the file is {size:.1f} MB; a mission file may be at most 1 MB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise _problem(
+            file, line, col, f"the file is not UTF-8 text (byte 0x{raw[e.start]:02x}); save it with UTF-8 encoding"
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
+def load(file: str, text: str) -> Located:
+    """Parse ``text`` (the contents of ``file``) into located plain data."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        raise _translate_parse_error(file, text, e) from None
+    except yaml.YAMLError as e:  # pragma: no cover - PyYAML marks nearly everything
+        raise _problem(file, 0, 0, f"this is not valid YAML: {e}") from None
+    if node is None:
+        raise _problem(file, 0, 0, "the file is empty; a mission needs at least 'mission' and 'steps'")
+    located = Located(file=file, data=None, text=text)
+    builder = _Builder(located)
+    located.data = builder.build(node, (), 0)
+    if builder.bombed:
+        raise MissionInvalid(builder.problems)
+    located.problems = builder.problems
+    return located
+
+
+def _translate_parse_error(file: str, text: str, e: yaml.MarkedYAMLError) -> MissionInvalid:
+    mark = e.problem_mark or e.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+    problem = (e.problem or "").strip()
+    source_line = text.splitlines()[line - 1] if 0 < line <= len(text.splitlines()) else ""
+    if "'\\t'" in problem or ("\t" in source_line[: max(col, 1)] and "token" in problem):
+        msg = "a tab character is used for indentation; YAML allows only spaces there"
+    elif "expected a single document" in str(e) or "but found another document" in str(e):
+        msg = "the file holds more than one YAML document ('---'); a mission is one document"
+    else:
+        context = f"{e.context}, " if e.context else ""
+        msg = f"this is not valid YAML: {context}{problem}"
+        if "${{" in source_line:
+            msg += "; an expression inside [ ] or { } must be quoted: \"${{ ... }}\""
+        elif ":" in source_line and "mapping values are not allowed" in problem:
+            msg += "; if a value contains ': ', put it in quotes"
+    return _problem(file, line, col, msg)
+
+
+class _Builder:
+    """Turns a composed node graph into plain data, collecting problems instead of stopping."""
+
+    def __init__(self, located: Located):
+        self.loc = located
+        self.problems: list[Problem] = []
+        self.count = 0
+        self.bombed = False
+        self.constructor = yaml.SafeLoader("")
+
+    def _add(self, node: yaml.Node, message: str, path: Path = ()) -> None:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+        self.problems.append(Problem(self.loc.file, node.start_mark.line + 1, node.start_mark.column + 1, where,
+                                     message))
+
+    def build(self, node: yaml.Node, path: Path, depth: int):
+        self.count += 1
+        if self.count > MAX_NODES:
+            if not self.bombed:
+                self.bombed = True
+                self._add(node, f"anchors and aliases expand this file past {MAX_NODES:,} values; "
+                          "that is an 'alias bomb', not a mission — write the values out, or use fewer aliases")
+            return None
+        if depth > MAX_DEPTH:
+            self._add(node, f"values are nested more than {MAX_DEPTH} levels deep (or an alias refers to itself)")
+            self.bombed = True
+            self.count = MAX_NODES + 1
+            return None
+        self.loc.values.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(child, (*path, i), depth + 1) for i, child in enumerate(node.value)]
+        return self._mapping(node, path, depth)
+
+    def _scalar(self, node: yaml.ScalarNode):
+        try:
+            value = self.constructor.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as e:
+            self._add(node, f"the tag {node.tag!r} is not allowed; missions hold only plain text, numbers, "
+                      f"true/false, lists and mappings ({(e.problem or '').strip()})")
+            return None
+        if isinstance(value, (_dt.date, _dt.datetime)):
+            return value.isoformat()  # JSON has no dates: keep what the author wrote
+        if isinstance(value, bytes):
+            self._add(node, "binary values (!!binary) are not allowed in a mission")
+            return None
+        return value
+
+    def _mapping(self, node: yaml.MappingNode, path: Path, depth: int) -> dict:
+        result: dict = {}
+        first_seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                return self._non_scalar_key(node, key_node, path)
+            key = key_node.value
+            if key == "<<" and key_node.tag == "tag:yaml.org,2002:merge":
+                self._add(key_node, "merge keys ('<<') are not supported; write the keys out in full")
+                continue
+            if key in first_seen:
+                self._add(key_node, f"the key '{key}' appears twice in this mapping (first on line "
+                          f"{first_seen[key]}); YAML would silently keep only the last — remove one", (*path, key))
+                continue
+            first_seen[key] = key_node.start_mark.line + 1
+            self.loc.keys[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            result[key] = self.build(value_node, (*path, key), depth + 1)
+        return result
+
+    def _non_scalar_key(self, parent: yaml.MappingNode, key_node: yaml.Node, path: Path):
+        if parent.flow_style and isinstance(key_node, yaml.MappingNode) and key_node.flow_style:
+            inner = " ".join(k.value for k, _ in key_node.value if isinstance(k, yaml.ScalarNode))
+            self._add(parent, f"'{{{{ {inner} }}}}' was read by YAML as a mapping, not as an expression; "
+                      f"studiox expressions are written '${{{{ {inner} }}}}'", path)
+            return f"${{{{ {inner} }}}}"  # read on as the author meant it, so later checks still help
+        self._add(key_node, "a key must be plain text, not a list or a mapping", path)
+        return None
