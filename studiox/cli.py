@@ -108,6 +108,163 @@ def schema() -> None:
     sys.stdout.write(schema_path().read_text(encoding="utf-8"))
 
 
+# ---------------------------------------------------------------------------- runs
+
+PORTS_FACTORY = None  # a door for embedders and tests: Mission -> studiox.ports.Ports
+
+
+def _store(home: Path | None, *, create: bool):
+    from .store import Store
+
+    return Store.open(home_path(home), create=create)
+
+
+def _engine(store, *, quiet: bool = False):
+    from .engine import Engine
+    from .rail import live_line
+
+    def show(event: dict) -> None:
+        line = live_line(event)
+        if line and not quiet:
+            out.print(line)
+        if event["type"] == "run_resumed" and event.get("mission_changed"):
+            err.print("note: the mission file has changed since this run started; the run goes on with the "
+                      "version it started with (start a new run to use the new one)")
+
+    kill = os.environ.get("STUDIOX_TEST_KILL_AFTER_EVENT")  # test door: see tests/test_crash.py
+    return Engine(store, ports=PORTS_FACTORY, listener=show, kill_after_event=int(kill) if kill else None)
+
+
+def _finish(outcome) -> None:
+    """Choose the exit code of a drive, and say what to do next when the run did not finish."""
+    if outcome.status == "succeeded":
+        raise typer.Exit(EXIT_OK)
+    if outcome.status == "waiting":
+        raise typer.Exit(EXIT_WAITING)
+    raise typer.Exit(EXIT_FAILED)
+
+
+def _drive(engine, run_id: str, *, resume: bool) -> None:
+    try:
+        outcome = engine.drive(run_id, resume=resume)
+    except KeyboardInterrupt:
+        err.print(f"run {run_id} stopped; continue it with: studiox resume {run_id}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    _finish(outcome)
+
+
+@app.command()
+def run(
+    mission_file: Annotated[Path, typer.Argument(metavar="MISSION.yaml", help="The mission to run.")],
+    input_pairs: Annotated[list[str], typer.Option(
+        "--input", "-i", metavar="NAME=VALUE",
+        help="An input: NAME=VALUE (JSON values are parsed), or NAME=@FILE to read it from a file.")] = [],  # noqa: B006
+    input_files: Annotated[list[str], typer.Option(
+        "--inputs", metavar="FILE", help="A JSON or YAML file of inputs by name.")] = [],  # noqa: B006
+    home: Home = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run id and the outcome.")] = False,
+) -> None:
+    """Run a mission from its first step. Prints the run id first, then each step, then the verdict."""
+    from .inputs import collect
+    from .mission import load
+
+    mission = load(mission_file)
+    values = collect(mission, input_pairs, input_files)
+    store = _store(home, create=True)
+    engine = _engine(store, quiet=quiet)
+    run_id = engine.start(mission, values)
+    if quiet:
+        out.print(run_id)
+    _drive(engine, run_id, resume=False)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run (or the start of its id).")],
+    home: Home = None,
+) -> None:
+    """Continue a paused or interrupted run from its first unfinished step."""
+    from .journal import resolve_run
+
+    store = _store(home, create=False)
+    run_id = resolve_run(store, run_id)
+    _drive(_engine(store), run_id, resume=True)
+
+
+@app.command()
+def runs(
+    home: Home = None,
+    as_json: AsJson = False,
+    status: Annotated[str | None, typer.Option(
+        "--status", help="Only runs with this status (succeeded, failed, waiting, running, interrupted, cancelled).")
+    ] = None,
+    mission: Annotated[str | None, typer.Option("--mission", help="Only runs of this mission.")] = None,
+) -> None:
+    """List runs, newest first."""
+    from .rail import list_runs, runs_table
+
+    store = _store(home, create=False)
+    rows = list_runs(store) if store else []
+    rows = [r for r in rows if (not status or r.status == status) and (not mission or r.mission == mission)]
+    if as_json:
+        out.print_json(json.dumps([r.as_json() for r in rows]))
+    elif not rows:
+        out.print(f"no runs{' match' if status or mission else ''} in {home_path(home)}")
+    else:
+        out.print(runs_table(rows))
+
+
+@app.command()
+def status(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run (or the start of its id).")],
+    home: Home = None,
+    as_json: AsJson = False,
+) -> None:
+    """Show one run: its status, verdict and each step so far."""
+    from .journal import derive, resolve_run
+    from .locks import is_driven
+    from .rail import STATUS_STYLE, finished_line, seconds, steps_table, when
+
+    store = _store(home, create=False)
+    run_id = resolve_run(store, run_id)
+    state = derive(run_id, store.events(run_id))
+    current = state.status(is_driven(store.home, run_id))
+    if as_json:
+        out.print_json(json.dumps({
+            "id": run_id, "mission": state.mission_name, "status": current, "verdict": state.verdict,
+            "note": (state.finished or {}).get("note"), "error": (state.finished or {}).get("error"),
+            "started": state.started["at"] if state.started else None, "duration": state.duration,
+            "steps": [{"step": a, "status": e["status"], "output": e.get("output"), "error": e.get("error")}
+                      for a, e in state.done.items()],
+        }))
+        return
+    style = STATUS_STYLE.get(current, "")
+    out.print(f"run [bold]{run_id}[/] · mission {state.mission_name} · [{style}]{current}[/] · "
+              f"started {when(state.started['at'] if state.started else None)} · {seconds(state.duration)}")
+    out.print(steps_table(state))
+    if state.finished:
+        out.print(finished_line(state.finished))
+    elif current in ("interrupted", "waiting"):
+        out.print(f"continue it with: studiox resume {run_id}")
+
+
+@app.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run (or the start of its id).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why; kept in the audit trail.")] = "cancelled by a user",
+    home: Home = None,
+) -> None:
+    """Cancel a run for good: a cancelled run never resumes."""
+    from .journal import resolve_run
+
+    store = _store(home, create=False)
+    run_id = resolve_run(store, run_id)
+    if _engine(store, quiet=True).cancel(run_id, reason) == "cancelled":
+        out.print(f"run {run_id} is cancelled")
+    else:
+        out.print(f"run {run_id} is being driven by another process; it will stop as cancelled before its next step")
+
+
 # ---------------------------------------------------------------------------- entry point
 
 

@@ -1,0 +1,396 @@
+"""The durable engine: runs a mission's steps in order, journaling each before it moves on.
+
+Resume is the same code as a first run: the journal is read, and the mission is walked again
+from the first step; a step whose outcome is already journaled is not executed but its
+journaled outcome is taken (outputs, jumps, verdicts), so the walk reaches the first unfinished
+step in exactly the state the run had. The write order is the contract: a step's "started"
+event is on disk before it acts, and its outcome is on disk before the next step starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import random
+import secrets
+import signal
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__, expressions
+from . import mission as missions
+from .errors import RunNotFound, RunNotResumable, StudioxError
+from .journal import Journal, RunState, derive
+from .locks import RunLock
+from .mission import Mission, Step
+from .ports import Ports
+from .steps import StepContext, StepError, executor_for
+from .store import Store
+
+_ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+
+
+@dataclass
+class Outcome:
+    """How a drive of a run ended."""
+
+    run_id: str
+    status: str  # succeeded · failed · cancelled · waiting
+    verdict: str | None = None
+    note: str | None = None
+    error: dict | None = None
+    waiting: dict | None = None
+    mission_changed: bool = False
+
+
+class _Finish(Exception):
+    def __init__(self, verdict: str, note: str | None):
+        self.verdict, self.note = verdict, note
+
+
+class _Fail(Exception):
+    def __init__(self, error: dict):
+        self.error = error
+
+
+class _Cancelled(Exception):
+    pass
+
+
+@dataclass
+class _Scope:
+    """What expressions see at one place: the steps so far, and loop variables."""
+
+    steps: dict = field(default_factory=dict)
+    vars: dict = field(default_factory=dict)
+
+
+class Engine:
+    """Starts and drives runs in one state folder. Time, randomness and ids come in as doors."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        ports: Callable[[Mission], Ports] | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], object] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+        new_id: Callable[[], str] | None = None,
+        listener: Callable[[dict], None] | None = None,
+        kill_after_event: int | None = None,
+    ):
+        self.store = store
+        self.ports = ports or (lambda mission: Ports())
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng
+        self.new_id = new_id or (lambda: "".join(secrets.choice(_ID_ALPHABET) for _ in range(8)))
+        self.listener = listener
+        self.kill_after_event = kill_after_event
+
+    # ------------------------------------------------------------------ starting and driving
+
+    def start(self, mission: Mission, inputs: dict) -> str:
+        """Create a run: register it and journal its start (with the mission snapshot)."""
+        for _ in range(20):
+            run_id = self.new_id()
+            if self.store.add_record(f"run:{run_id}", {"mission": mission.name, "created": self.clock()}):
+                break
+        else:  # pragma: no cover - 31^8 ids
+            raise StudioxError("could not find a free run id")
+        journal = self._journal(run_id)
+        journal.append(
+            "run_started", run=run_id, mission=mission.name, version=mission.version, file=mission.file,
+            path=str(Path(mission.file).resolve()),
+            digest=mission.digest, source=mission.source, inputs=inputs, studiox=__version__,
+            pid=os.getpid(), host=socket.gethostname(), user=_user(),
+        )
+        return run_id
+
+    def drive(self, run_id: str, *, resume: bool = False) -> Outcome:
+        """Run (or resume) a run until it finishes, fails, parks or is cancelled; holds its lock."""
+        with RunLock(self.store.home, run_id):
+            state = derive(run_id, self.store.events(run_id))
+            if state.started is None:
+                raise RunNotFound(f"no run '{run_id}' in {self.store.home}")
+            if state.finished:
+                raise RunNotResumable(f"run {run_id} has already {state.finished['status']}"
+                                      f"{' (' + state.verdict + ')' if state.verdict else ''}; there is nothing to resume")
+            snapshot_file = state.started.get("path") or state.started["file"]
+            mission = missions.loads(state.started["source"], snapshot_file, check_paths=False)
+            changed = _file_changed(state.started)
+            journal = self._journal(run_id)
+            if resume:
+                journal.append("run_resumed", pid=os.getpid(), host=socket.gethostname(), user=_user(),
+                               mission_changed=changed)
+            run = _Run(self, mission, state, journal)
+            outcome = asyncio.run(run.main())
+            outcome.mission_changed = changed
+            return outcome
+
+    def cancel(self, run_id: str, reason: str) -> str:
+        """Cancel a run: at once if no process drives it, else at that process's next step."""
+        state = derive(run_id, self.store.events(run_id))
+        if state.started is None:
+            raise RunNotFound(f"no run '{run_id}' in {self.store.home}")
+        if state.finished:
+            raise RunNotResumable(f"run {run_id} has already {state.finished['status']}; it cannot be cancelled")
+        from .errors import RunLocked
+
+        try:
+            with RunLock(self.store.home, run_id):
+                self._journal(run_id).append("run_finished", status="cancelled", reason=reason, user=_user())
+                return "cancelled"
+        except RunLocked:
+            self.store.add_record(f"cancel:{run_id}", {"reason": reason, "user": _user(), "at": self.clock()})
+            return "requested"
+
+    def _journal(self, run_id: str) -> Journal:
+        return Journal(self.store, run_id, clock=self.clock, after_append=self._after_append)
+
+    def _after_append(self, event: dict) -> None:
+        if self.listener:
+            self.listener(event)
+        if self.kill_after_event is not None and event["seq"] == self.kill_after_event:
+            os.kill(os.getpid(), signal.SIGKILL)  # test door: die right after this event is on disk
+
+
+class _Run:
+    """One drive of one run: walks the steps, taking journaled outcomes where there are some."""
+
+    def __init__(self, engine: Engine, mission: Mission, state: RunState, journal: Journal):
+        self.engine = engine
+        self.mission = mission
+        self.state = state
+        self.journal = journal
+        self.run_id = state.run_id
+        started = state.started or {}
+        self.base = {
+            "inputs": started.get("inputs", {}),
+            "mission": {"name": mission.name, "version": mission.version, "description": mission.description},
+            "run": {"id": self.run_id, "started_at": started.get("at")},
+        }
+        self.ports: Ports | None = None
+
+    async def main(self) -> Outcome:
+        self.ports = self.engine.ports(self.mission)
+        try:
+            root = _Scope()
+            await self.sequence(self.mission.steps, "", root)
+            verdict, note = self.verdict(root)
+            self.journal.append("run_finished", status="succeeded", verdict=verdict, note=note)
+            return Outcome(self.run_id, "succeeded", verdict, note)
+        except _Finish as f:
+            self.journal.append("run_finished", status="succeeded", verdict=f.verdict, note=f.note)
+            return Outcome(self.run_id, "succeeded", f.verdict, f.note)
+        except _Fail as f:
+            self.journal.append("run_finished", status="failed", error=f.error)
+            return Outcome(self.run_id, "failed", error=f.error)
+        except _Cancelled:
+            request = self.engine.store.record(f"cancel:{self.run_id}") or {}
+            self.journal.append("run_finished", status="cancelled", reason=request.get("reason"),
+                                user=request.get("user"))
+            return Outcome(self.run_id, "cancelled")
+        except asyncio.CancelledError:
+            self.journal.append("run_interrupted", reason="interrupted (Ctrl-C)")
+            raise
+        finally:
+            await self.ports.close()
+
+    # ------------------------------------------------------------------ walking
+
+    async def sequence(self, steps: tuple[Step, ...], prefix: str, scope: _Scope) -> None:
+        index = {s.id: i for i, s in enumerate(steps)}
+        visits: Counter[str] = Counter()
+        i = 0
+        while i < len(steps):
+            step = steps[i]
+            visits[step.id] += 1
+            limit = step.spec.get("max_iterations") if step.kind == "branch" else None
+            if limit and visits[step.id] > limit:
+                raise _Fail({"step": step.id, "kind": "loop", "message": f"the branch '{step.id}' ran {limit} times, "
+                             "its max_iterations; the loop was stopped"})
+            address = prefix + step.id + (f"#{visits[step.id]}" if visits[step.id] > 1 else "")
+            target = await self.step(step, address, scope)
+            i = index[target] if target else i + 1
+
+    async def step(self, step: Step, address: str, scope: _Scope) -> str | None:
+        """Run one step (or take its journaled outcome); return the id to jump to, if any."""
+        done = self.state.done.get(address)
+        if done is None:
+            if self.engine.store.record(f"cancel:{self.run_id}") is not None:
+                raise _Cancelled()
+            done = await self.execute(step, address, scope)
+        scope.steps[step.id] = {"output": done.get("output"), "status": done["status"], "error": done.get("error")}
+        if done["status"] != "succeeded":
+            return done.get("goto")
+        output = done.get("output") or {}
+        if step.kind == "finish":
+            raise _Finish(output["verdict"], output.get("note"))
+        if step.kind == "fail":
+            raise _Fail({"step": address, "kind": "fail", "message": output["message"]})
+        return output.get("goto") if step.kind == "branch" else None
+
+    async def execute(self, step: Step, address: str, scope: _Scope) -> dict:
+        """Attempts of one step, each journaled; returns its step_finished event."""
+        data = self.data(scope)
+        if step.when is not None:
+            try:
+                holds = expressions.render(step.when, data)
+            except expressions.ExpressionError as e:
+                return self.failed(step, address, StepError("expression", e.message), 0)
+            if not holds:
+                return self.finished(address, status="skipped", output=None, reason="its condition was false")
+        attempt = self.state.attempts.get(address, 0) + 1
+        while True:
+            self.journal.append("step_started", step=address, kind=step.kind, attempt=attempt)
+            started = time.perf_counter()
+            try:
+                output = await self.attempt(step, address, scope, data, attempt)
+            except StepError as e:
+                retry = attempt < step.retry.attempts and e.retryable_under(step.retry.on)
+                delay = self.backoff(step, attempt) if retry else None
+                self.journal.append("step_failed", step=address, attempt=attempt, error=e.as_dict(),
+                                    retry_in=delay)
+                if retry:
+                    await self.engine.sleep(delay)
+                    attempt += 1
+                    continue
+                return self.failed(step, address, e, attempt)
+            return self.finished(address, status="succeeded", output=output, attempts=attempt,
+                                 duration=round(time.perf_counter() - started, 6))
+
+    async def attempt(self, step: Step, address: str, scope: _Scope, data: dict, attempt: int):
+        if step.kind == "foreach":
+            work = self.foreach(step, address, scope, data)
+        else:
+            ctx = StepContext(step=step, address=address, attempt=attempt, run_id=self.run_id, mission=self.mission,
+                              data=data, ports=self.ports, emit=self.emitter(address))
+            work = executor_for(step.kind)(step, ctx)
+        if step.timeout is None:
+            return await work
+        try:
+            return await asyncio.wait_for(work, step.timeout)
+        except TimeoutError:
+            raise StepError("timeout", f"the step took longer than its time limit of {step.timeout:g}s") from None
+
+    async def foreach(self, step: Step, address: str, scope: _Scope, data: dict) -> list:
+        try:
+            items = expressions.render(step.spec, data)
+        except expressions.ExpressionError as e:
+            raise StepError("expression", e.message) from None
+        if not isinstance(items, list):
+            raise StepError("expression", f"foreach needs a list, but got {expressions.type_name(items)}")
+        results: list = [None] * len(items)
+        gate = asyncio.Semaphore(step.concurrency)
+
+        async def one(i: int, item) -> None:
+            done = self.state.items.get((address, i))
+            if done is not None:
+                results[i] = done["output"]
+                return
+            async with gate:
+                loop = {"index": i, "first": i == 0, "last": i == len(items) - 1}
+                inner = _Scope(dict(scope.steps), {**scope.vars, step.item_name: item, "loop": loop})
+                try:
+                    await self.sequence(step.steps, f"{address}[{i}].", inner)
+                except _Fail as f:
+                    raise StepError(f.error.get("kind", "error"), f"item {i}: {f.error['message']}") from None
+                output = {s.id: inner.steps[s.id]["output"] for s in step.steps if s.id in inner.steps}
+                self.state.items[(address, i)] = self.journal.append("item_finished", step=address, index=i,
+                                                                     output=output)
+                results[i] = output
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for i, item in enumerate(items):
+                    group.create_task(one(i, item))
+        except BaseExceptionGroup as eg:
+            raise _first_of(eg) from None
+        return results
+
+    # ------------------------------------------------------------------ outcomes
+
+    def finished(self, address: str, **fields) -> dict:
+        event = self.journal.append("step_finished", step=address, **fields)
+        self.state.done[address] = event
+        return event
+
+    def failed(self, step: Step, address: str, error: StepError, attempts: int) -> dict:
+        if step.on_error.action == "fail":
+            raise _Fail({"step": address, **error.as_dict()})
+        return self.finished(address, status="failed", output=None, error=error.as_dict(), attempts=attempts,
+                             goto=step.on_error.goto)
+
+    def backoff(self, step: Step, attempt: int) -> float:
+        policy = step.retry
+        delay = min(policy.max_delay, policy.backoff * policy.factor ** (attempt - 1))
+        if policy.jitter:
+            delay *= 0.5 + 0.5 * self.engine.rng()
+        return round(delay, 3)
+
+    def verdict(self, root: _Scope) -> tuple[str, str | None]:
+        spec = self.mission.verdict
+        if spec is None:
+            return missions.DEFAULT_VERDICT, None
+        data = self.data(root)
+        try:
+            if spec.value is not None:
+                chosen = {"value": spec.value, "note": spec.note}
+            else:
+                chosen = next((c for c in spec.cases if expressions.render(c["when"], data)), spec.otherwise)
+            value = expressions.render(chosen["value"], data)
+            note = expressions.render(chosen.get("note"), data)
+        except expressions.ExpressionError as e:
+            raise _Fail({"step": "verdict", "kind": "expression", "message": e.message}) from None
+        if value not in spec.choices:
+            raise _Fail({"step": "verdict", "kind": "invalid_output",
+                         "message": f"the verdict '{value}' is not one of {', '.join(spec.choices)}"})
+        return value, note
+
+    # ------------------------------------------------------------------ helpers
+
+    def data(self, scope: _Scope) -> dict:
+        return {**self.base, "steps": scope.steps, **scope.vars}
+
+    def emitter(self, address: str):
+        def emit(message: str, **data) -> None:
+            self.journal.append("observation", step=address, message=message, **({"data": data} if data else {}))
+        return emit
+
+
+def _first_of(group: BaseExceptionGroup) -> BaseException:
+    """The exception a foreach should raise: a run-level signal first, else the first step error."""
+    flat: list[BaseException] = []
+
+    def walk(g):
+        for e in g.exceptions:
+            walk(e) if isinstance(e, BaseExceptionGroup) else flat.append(e)
+
+    walk(group)
+    for kind in (_Cancelled, _Finish, _Fail, asyncio.CancelledError, StepError):
+        for e in flat:
+            if isinstance(e, kind):
+                return e
+    return flat[0]
+
+
+def _file_changed(started: dict) -> bool:
+    path = Path(started.get("path") or started.get("file", ""))
+    try:
+        return missions.digest_of(path.read_text(encoding="utf-8")) != started.get("digest")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in this environment
+        return str(os.getuid())

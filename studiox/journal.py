@@ -1,0 +1,140 @@
+"""A run's journal: append events in order, and derive everything else from them.
+
+The journal is the run. Its status, the outputs that expressions read, the attempts made so
+far and the decisions waited for are all computed here from the events, never stored beside
+them, so nothing can disagree with the journal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .store import Store
+
+TERMINAL = {"run_finished"}
+EVENT_TYPES = (
+    "run_started",       # mission snapshot (source, digest), inputs, who started it
+    "run_resumed",       # a process took the run up again (after a pause, a crash or Ctrl-C)
+    "run_interrupted",   # Ctrl-C: the run stopped cleanly and can be resumed
+    "step_started",      # an attempt of a step begins (journaled before the step acts)
+    "step_failed",       # an attempt failed; says whether and when it is retried
+    "step_finished",     # the step's final outcome: succeeded, failed (handled) or skipped, with output
+    "item_finished",     # one item of a foreach finished, with its outputs
+    "observation",       # what a step saw or did, and why (the Observations rail)
+    "waiting",           # the run parks until a decision is made
+    "decision_applied",  # the decision the run acted on
+    "run_finished",      # succeeded (with a verdict), failed (with an error) or cancelled
+)
+
+
+class Journal:
+    """Appends events to one run; the only writer of that run while its lock is held."""
+
+    def __init__(self, store: Store, run_id: str, *, clock: Callable[[], float],
+                 after_append: Callable[[dict], None] | None = None):
+        self.store = store
+        self.run_id = run_id
+        self.clock = clock
+        self.seq = store.last_seq(run_id)
+        self.after_append = after_append
+
+    def append(self, type_: str, **fields) -> dict:
+        """Commit an event to disk, then tell the listener (the live rail, test doors)."""
+        event = {"seq": self.seq + 1, "type": type_, "at": round(self.clock(), 6), **fields}
+        self.store.append(self.run_id, self.seq + 1, event)
+        self.seq += 1
+        if self.after_append:
+            self.after_append(event)
+        return event
+
+
+@dataclass
+class RunState:
+    """What a run's events say about it."""
+
+    run_id: str
+    started: dict | None = None
+    finished: dict | None = None
+    waiting: dict | None = None  # the open 'waiting' event, if the run is parked
+    last: dict | None = None
+    done: dict[str, dict] = field(default_factory=dict)  # step address → its step_finished event
+    items: dict[tuple[str, int], dict] = field(default_factory=dict)  # (foreach address, index) → item_finished
+    attempts: dict[str, int] = field(default_factory=dict)  # step address → attempts that failed
+    decisions: dict[str, dict] = field(default_factory=dict)  # decision id → decision_applied event
+    resumed: int = 0
+
+    @property
+    def mission_name(self) -> str:
+        return (self.started or {}).get("mission", "?")
+
+    def status(self, driven: bool) -> str:
+        """succeeded · failed · cancelled · waiting · running · interrupted."""
+        if self.finished:
+            return self.finished["status"]
+        if driven:
+            return "running"
+        if self.waiting:
+            return "waiting"
+        return "interrupted"
+
+    @property
+    def verdict(self) -> str | None:
+        return (self.finished or {}).get("verdict")
+
+    @property
+    def duration(self) -> float | None:
+        if not self.started or not self.last:
+            return None
+        return self.last["at"] - self.started["at"]
+
+
+def derive(run_id: str, events: list[dict]) -> RunState:
+    """Fold a run's events into its state."""
+    state = RunState(run_id)
+    for ev in events:
+        kind = ev["type"]
+        state.last = ev
+        if kind == "run_started":
+            state.started = ev
+        elif kind == "step_finished":
+            state.done[ev["step"]] = ev
+        elif kind == "step_failed":
+            state.attempts[ev["step"]] = max(state.attempts.get(ev["step"], 0), ev["attempt"])
+        elif kind == "item_finished":
+            state.items[(ev["step"], ev["index"])] = ev
+        elif kind == "waiting":
+            state.waiting = ev
+        elif kind == "decision_applied":
+            state.decisions[ev["decision"]] = ev
+            if state.waiting and state.waiting.get("decision") == ev["decision"]:
+                state.waiting = None
+        elif kind == "run_resumed":
+            state.resumed += 1
+        elif kind in TERMINAL:
+            state.finished = ev
+    return state
+
+
+def summary(store: Store, run_id: str) -> tuple[dict | None, dict | None]:
+    """The first and last events of a run, read in O(log n): enough for a listing."""
+    last = store.last_seq(run_id)
+    if not last:
+        return None, None
+    return store.event(run_id, 1), store.event(run_id, last)
+
+
+def resolve_run(store: Store | None, text: str) -> str:
+    """A run id from what a person typed: the whole id, or a prefix that names one run."""
+    from .errors import RunNotFound
+
+    if store is None:
+        raise RunNotFound(f"no run '{text}': there are no runs here yet")
+    if store.record(f"run:{text}") is not None:
+        return text
+    matches = [k.removeprefix("run:") for k, _ in store.records(f"run:{text}")] if text else []
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise RunNotFound(f"'{text}' matches several runs ({', '.join(matches[:5])}); type more of the id")
+    raise RunNotFound(f"no run '{text}' in {store.home} (see 'studiox runs')")

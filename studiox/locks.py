@@ -1,0 +1,76 @@
+"""One driver per run: an advisory file lock that the operating system drops when its process dies.
+
+A lock left by a process killed with ``kill -9`` is therefore free at once, and taking it over is
+safe: no live process can still be appending to the run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from .errors import RunLocked
+
+
+class RunLock:
+    """Hold the lock of ``run_id`` for as long as this object is open."""
+
+    def __init__(self, home: Path, run_id: str):
+        self.path = Path(home) / "locks" / f"{run_id}.lock"
+        self.run_id = run_id
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunLocked(self._held_message()) from None
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
+                  "command": " ".join(["studiox", *sys.argv[1:]])[:200]}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the lock
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def _held_message(self) -> str:
+        try:
+            holder = json.loads(self.path.read_text())
+            who = f"process {holder['pid']} on {holder['host']} ('{holder['command']}')"
+        except (OSError, ValueError, KeyError):
+            who = "another process"
+        return (f"run {self.run_id} is being driven by {who}; only one process may drive a run at a time — "
+                "wait for it to finish or pause, or stop that process")
+
+
+def is_driven(home: Path, run_id: str) -> bool:
+    """True when a live process holds the run's lock."""
+    path = Path(home) / "locks" / f"{run_id}.lock"
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases the shared lock if it was taken
+    return False

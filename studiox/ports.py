@@ -1,0 +1,30 @@
+"""Doors to the outside world that steps reach through: tools, models, knowledge.
+
+The engine passes one :class:`Ports` to every executor, so tests (and embedders) substitute a
+door without touching the engine. Each real door imports its heavy library only when used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .steps import StepError
+
+
+class NoIntegrations:
+    """The tools door of a build without integrations: every call is a clear step error."""
+
+    async def call(self, integration: str, tool: str, arguments: dict, *, key: str):
+        raise StepError("unavailable", f"cannot call {integration}.{tool}: integrations are not available in this "
+                        "version of studiox yet")
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class Ports:
+    tools: object = field(default_factory=NoIntegrations)
+
+    async def close(self) -> None:
+        await self.tools.close()

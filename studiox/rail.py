@@ -1,0 +1,157 @@
+"""The Observations rail: turning journal events into what people read.
+
+Live lines while a run goes on, the table of runs, and a run's step-by-step story. Everything
+here reads events; nothing here changes a run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from rich.markup import escape
+from rich.table import Table
+
+from .journal import RunState
+from .locks import is_driven
+from .store import Store
+
+STATUS_STYLE = {
+    "succeeded": "green", "failed": "red", "cancelled": "magenta", "waiting": "yellow",
+    "running": "cyan", "interrupted": "yellow", "skipped": "dim",
+}
+
+
+def short(value, width: int = 60) -> str:
+    """One line of JSON, cut to ``width`` characters."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "—"
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value < 1:
+        return f"{value * 1000:.0f}ms"
+    if value < 120:
+        return f"{value:.1f}s"
+    if value < 7200:
+        return f"{value / 60:.0f}m"
+    return f"{value / 3600:.1f}h"
+
+
+def live_line(event: dict) -> str | None:
+    """The line printed for an event as a run goes on (rich markup), or None to stay quiet."""
+    kind, step = event["type"], escape(str(event.get("step", "")))
+    if kind == "run_started":
+        return f"run [bold]{event['run']}[/] · mission {escape(event['mission'])} · started {when(event['at'])}"
+    if kind == "run_resumed":
+        return f"resumed by {escape(event.get('user', '?'))} (process {event.get('pid')})"
+    if kind == "step_started":
+        attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
+        return f"  [cyan]▶[/] {step} [dim]{event.get('kind', '')}{attempt}[/]"
+    if kind == "step_finished":
+        status = event["status"]
+        if status == "skipped":
+            return f"  [dim]↷ {step} skipped: {escape(event.get('reason', ''))}[/]"
+        if status == "failed":
+            error = event.get("error") or {}
+            goto = f", going to '{event['goto']}'" if event.get("goto") else ", going on"
+            return f"  [red]✗[/] {step} failed: {escape(error.get('message', ''))}{goto}"
+        output = event.get("output")
+        shown = f" → {escape(short(output))}" if output not in (None, {}, []) else ""
+        return f"  [green]✓[/] {step} [dim]{seconds(event.get('duration'))}[/]{shown}"
+    if kind == "step_failed":
+        error = event.get("error") or {}
+        retry = f"; retrying in {event['retry_in']:g}s" if event.get("retry_in") is not None else ""
+        return f"  [red]✗[/] {step} attempt {event['attempt']} failed ({error.get('kind')}): " \
+               f"{escape(error.get('message', ''))}{retry}"
+    if kind == "item_finished":
+        return f"  [green]✓[/] {step}[{event['index']}] item done"
+    if kind == "observation":
+        return f"    [dim]· {escape(event['message'])}[/]"
+    if kind == "run_interrupted":
+        return "[yellow]interrupted[/]: the run stopped cleanly and can be resumed"
+    if kind == "run_finished":
+        return finished_line(event)
+    return None
+
+
+def finished_line(event: dict) -> str:
+    status = event["status"]
+    if status == "succeeded":
+        note = f" — {escape(event['note'])}" if event.get("note") else ""
+        return f"[bold green]verdict: {escape(event['verdict'])}[/]{note}"
+    if status == "failed":
+        error = event.get("error") or {}
+        return f"[bold red]failed[/] at {escape(str(error.get('step', '?')))}: {escape(error.get('message', ''))}"
+    return f"[bold magenta]cancelled[/]{': ' + escape(event['reason']) if event.get('reason') else ''}"
+
+
+@dataclass
+class RunRow:
+    """One line of ``studiox runs``."""
+
+    id: str
+    mission: str
+    status: str
+    verdict: str | None
+    started: float | None
+    duration: float | None
+
+    def as_json(self) -> dict:
+        return self.__dict__.copy()
+
+
+def list_runs(store: Store) -> list[RunRow]:
+    """Every run in the store, newest first, each read in a few lookups."""
+    from .journal import summary
+
+    rows = []
+    for key, info in store.records("run:"):
+        run_id = key.removeprefix("run:")
+        first, last = summary(store, run_id)
+        if first is None or last is None:
+            continue
+        driven = is_driven(store.home, run_id)
+        status = _status(last, driven)
+        rows.append(RunRow(run_id, first.get("mission", info.get("mission", "?")), status,
+                           last.get("verdict") if last["type"] == "run_finished" else None,
+                           first["at"], last["at"] - first["at"]))
+    return sorted(rows, key=lambda r: r.started or 0, reverse=True)
+
+
+def _status(last: dict, driven: bool) -> str:
+    if last["type"] == "run_finished":
+        return last["status"]
+    if driven:
+        return "running"
+    return "waiting" if last["type"] == "waiting" else "interrupted"
+
+
+def runs_table(rows: list[RunRow]) -> Table:
+    table = Table("run", "mission", "status", "verdict", "started", "duration", title=None, header_style="bold")
+    for r in rows:
+        style = STATUS_STYLE.get(r.status, "")
+        table.add_row(r.id, escape(r.mission), f"[{style}]{r.status}[/]", escape(r.verdict or "—"),
+                      when(r.started), seconds(r.duration))
+    return table
+
+
+def steps_table(state: RunState) -> Table:
+    """Each finished step of a run: status, attempts, time and output."""
+    table = Table("step", "status", "attempts", "time", "output / error", header_style="bold")
+    for address, ev in state.done.items():
+        style = STATUS_STYLE.get(ev["status"], "")
+        detail = ev.get("error", {}).get("message", "") if ev["status"] == "failed" else short(ev.get("output"), 70)
+        if ev["status"] == "skipped":
+            detail = ev.get("reason", "")
+        table.add_row(escape(address), f"[{style}]{ev['status']}[/]", str(ev.get("attempts", "")),
+                      seconds(ev.get("duration")), escape(detail))
+    return table

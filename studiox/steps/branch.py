@@ -1,0 +1,13 @@
+"""``branch``: choose the next step; the first case whose condition holds wins."""
+
+from __future__ import annotations
+
+
+async def execute(step, ctx):
+    for index, case in enumerate(step.spec["cases"]):
+        if ctx.render(case["when"]):
+            ctx.emit(f"case {index + 1} holds: going to '{case['goto']}'", condition=case["when"])
+            return {"goto": case["goto"], "case": index}
+    target = step.spec.get("otherwise")
+    ctx.emit(f"no case holds: going to '{target}'" if target else "no case holds: going on to the next step")
+    return {"goto": target, "case": None}

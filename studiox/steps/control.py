@@ -1,0 +1,25 @@
+"""``fail`` and ``finish``: end the run, with an error or with a verdict."""
+
+from __future__ import annotations
+
+from . import StepError
+
+
+async def execute_fail(step, ctx):
+    message = ctx.render(step.spec)
+    ctx.emit(f"the mission fails: {message}")
+    return {"message": message if isinstance(message, str) else str(message)}
+
+
+async def execute_finish(step, ctx):
+    spec = {"verdict": step.spec} if isinstance(step.spec, str) else step.spec
+    verdict, note = ctx.render(spec["verdict"]), ctx.render(spec.get("note"))
+    choices = ctx.mission.verdict.choices if ctx.mission.verdict else None
+    if choices and verdict not in choices:
+        raise StepError("invalid_output", f"the verdict '{verdict}' is not one of {', '.join(choices)}")
+    ctx.emit(f"the mission finishes early: {verdict}", note=note)
+    return {"verdict": verdict, "note": note}
+
+
+async def execute_unavailable(step, ctx):
+    raise StepError("unavailable", f"'{step.kind}' steps cannot run in this version of studiox yet")
