@@ -124,9 +124,14 @@ def _engine(store, *, quiet: bool = False):
     from .rail import live_line
 
     def show(event: dict) -> None:
-        line = live_line(event)
-        if line and not quiet:
+        if quiet:
+            line = event.get("run") if event["type"] == "run_started" else \
+                live_line(event) if event["type"] == "run_finished" else None
+        else:
+            line = live_line(event)
+        if line:
             out.print(line)
+            out.file.flush()  # a live view: each line is out before the next step starts
         if event["type"] == "run_resumed" and event.get("mission_changed"):
             err.print("note: the mission file has changed since this run started; the run goes on with the "
                       "version it started with (start a new run to use the new one)")
@@ -173,8 +178,6 @@ def run(
     store = _store(home, create=True)
     engine = _engine(store, quiet=quiet)
     run_id = engine.start(mission, values)
-    if quiet:
-        out.print(run_id)
     _drive(engine, run_id, resume=False)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import os
 import random
 import secrets
@@ -346,7 +347,7 @@ class _Run:
             else:
                 chosen = next((c for c in spec.cases if expressions.render(c["when"], data)), spec.otherwise)
             value = expressions.render(chosen["value"], data)
-            note = expressions.render(chosen.get("note"), data)
+            note = _text(expressions.render(chosen.get("note"), data))
         except expressions.ExpressionError as e:
             raise _Fail({"step": "verdict", "kind": "expression", "message": e.message}) from None
         if value not in spec.choices:
@@ -379,6 +380,11 @@ def _first_of(group: BaseExceptionGroup) -> BaseException:
             if isinstance(e, kind):
                 return e
     return flat[0]
+
+
+def _text(value) -> str | None:
+    """A note is text: a note that an expression made into a list or number is shown as JSON."""
+    return value if value is None or isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _file_changed(started: dict) -> bool:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
-
-from .errors import InputsInvalid
+from . import yamlread
+from .errors import InputsInvalid, MissionInvalid
 from .mission import Mission
 from .schema import suggest
 
@@ -23,13 +22,15 @@ def _read_file(path: str, what: str) -> str:
 
 
 def _parse_structured(text: str, path: str, what: str):
-    suffix = Path(path).suffix.lower()
-    try:
-        if suffix == ".json":
+    if Path(path).suffix.lower() == ".json":
+        try:
             return json.loads(text)
-        return yaml.safe_load(text)  # YAML is a superset of JSON: .yaml, .yml and anything else
-    except (ValueError, yaml.YAMLError) as e:
-        raise InputsInvalid(f"{what}: '{path}' is not valid {'JSON' if suffix == '.json' else 'YAML'}: {e}") from None
+        except ValueError as e:
+            raise InputsInvalid(f"{what}: '{path}' is not valid JSON: {e}") from None
+    try:  # YAML (a superset of JSON), read with the same limits as missions: no alias bombs
+        return yamlread.load(path, text).data
+    except MissionInvalid as e:
+        raise InputsInvalid(f"{what}: {e.render()}") from None
 
 
 def _wants_text(schema: dict) -> bool:

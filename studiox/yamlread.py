@@ -8,6 +8,7 @@ JSON-like data ourselves, so each of those becomes a precise error instead.
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from dataclasses import dataclass, field
 
 import yaml
@@ -19,6 +20,23 @@ MAX_NODES = 100_000  # nodes after alias expansion: far above any real mission, 
 MAX_DEPTH = 64
 
 Path = tuple  # of str keys and int indexes
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader with YAML 1.2 booleans: only true/false are booleans.
+
+    YAML 1.1 also reads yes/no/on/off as booleans (the "Norway problem"): a verdict
+    choice ``No`` or a step id ``no`` would silently become ``false``.
+    """
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 @dataclass
@@ -67,7 +85,7 @@ def read_text(file: str, raw: bytes) -> str:
 def load(file: str, text: str) -> Located:
     """Parse ``text`` (the contents of ``file``) into located plain data."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
         raise _translate_parse_error(file, text, e) from None
     except yaml.YAMLError as e:  # pragma: no cover - PyYAML marks nearly everything
@@ -110,7 +128,7 @@ class _Builder:
         self.problems: list[Problem] = []
         self.count = 0
         self.bombed = False
-        self.constructor = yaml.SafeLoader("")
+        self.constructor = _Loader("")
 
     def _add(self, node: yaml.Node, message: str, path: Path = ()) -> None:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")

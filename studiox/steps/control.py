@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from . import StepError
 
 
@@ -14,6 +16,8 @@ async def execute_fail(step, ctx):
 async def execute_finish(step, ctx):
     spec = {"verdict": step.spec} if isinstance(step.spec, str) else step.spec
     verdict, note = ctx.render(spec["verdict"]), ctx.render(spec.get("note"))
+    if note is not None and not isinstance(note, str):
+        note = json.dumps(note, ensure_ascii=False)
     choices = ctx.mission.verdict.choices if ctx.mission.verdict else None
     if choices and verdict not in choices:
         raise StepError("invalid_output", f"the verdict '{verdict}' is not one of {', '.join(choices)}")

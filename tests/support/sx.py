@@ -1,0 +1,45 @@
+"""The studiox CLI with a test tools door: each tool call appends a line to $SX_EFFECTS.
+
+Crash and lock tests run this as a real subprocess, so that SIGKILL, SIGINT and two
+competing processes are exercised for real. Tools: ``append`` (records the call), ``sleep``
+(waits ``seconds`` then records; not at all with $SX_SLEEP_FAST), ``flaky`` (fails until its ``$SX_FLAKY`` counter file says
+it has failed ``times`` times).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+
+from studiox import cli
+from studiox.ports import Ports
+from studiox.steps import StepError
+
+
+class EffectTools:
+    async def call(self, integration: str, tool: str, arguments: dict, *, key: str):
+        if tool == "sleep" and not os.environ.get("SX_SLEEP_FAST"):
+            await asyncio.sleep(float(arguments.get("seconds", 1)))
+        if tool == "flaky":
+            counter = os.environ["SX_FLAKY"]
+            failed = int(open(counter).read()) if os.path.exists(counter) else 0
+            if failed < int(arguments.get("times", 1)):
+                with open(counter, "w") as f:
+                    f.write(str(failed + 1))
+                raise StepError("tool_error", f"flaky failure {failed + 1}")
+        with open(os.environ["SX_EFFECTS"], "a") as f:
+            f.write(json.dumps({"key": key, "tool": tool, "arguments": arguments}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return {"ok": True, "key": key}
+
+    async def close(self) -> None:
+        return None
+
+
+cli.PORTS_FACTORY = lambda mission: Ports(tools=EffectTools())
+
+if __name__ == "__main__":
+    sys.exit(cli.main())
