@@ -46,6 +46,9 @@ def seconds(value: float | None) -> str:
     return f"{value / 3600:.1f}h"
 
 
+_INSTANT = {"set", "branch", "fail", "finish"}
+
+
 def live_line(event: dict) -> str | None:
     """The line printed for an event as a run goes on (rich markup), or None to stay quiet."""
     kind, step = event["type"], escape(str(event.get("step", "")))
@@ -54,6 +57,8 @@ def live_line(event: dict) -> str | None:
     if kind == "run_resumed":
         return f"resumed by {escape(event.get('user', '?'))} (process {event.get('pid')})"
     if kind == "step_started":
+        if event.get("kind") in _INSTANT and event.get("attempt", 1) == 1:
+            return None  # computed on the spot: its ✓ line says all
         attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
         return f"  [cyan]▶[/] {step} [dim]{event.get('kind', '')}{attempt}[/]"
     if kind == "step_finished":
