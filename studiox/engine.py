@@ -124,7 +124,7 @@ class Engine:
                 raise RunNotResumable(f"run {run_id} has already {state.finished['status']}"
                                       f"{' (' + state.verdict + ')' if state.verdict else ''}; there is nothing to resume")
             snapshot_file = state.started.get("path") or state.started["file"]
-            mission = missions.loads(state.started["source"], snapshot_file, check_paths=False)
+            mission = missions.from_snapshot(state.started["source"], snapshot_file, state.started["digest"])
             changed = _file_changed(state.started)
             journal = self._journal(run_id)
             if resume:

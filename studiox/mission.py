@@ -177,6 +177,23 @@ def loads(text: str, file: str = "<mission>", *, check_paths: bool = True) -> Mi
     return _build(located.data, file, text)
 
 
+def from_snapshot(text: str, file: str, digest: str) -> Mission:
+    """The mission a run started with, from its journaled source.
+
+    It was fully checked when the run started; its digest proves it is the same text, so
+    resuming skips the checks (and stays fast for long missions).
+    """
+    from .errors import StoreError
+
+    if digest_of(text) != digest:
+        raise StoreError(f"the mission snapshot of this run does not match its digest; the journal was altered "
+                         f"({file})")
+    located = yamlread.load(file, text)
+    if located.problems or not isinstance(located.data, dict):  # pragma: no cover - checked at start
+        raise MissionInvalid(located.problems)
+    return _build(located.data, file, text)
+
+
 def _build(data: dict, file: str, text: str) -> Mission:
     models = {}
     for name, spec in (data.get("models") or {}).items():
