@@ -119,7 +119,15 @@ def _store(home: Path | None, *, create: bool):
     return Store.open(home_path(home), create=create)
 
 
-def _engine(store, *, quiet: bool = False):
+NoInput = Annotated[bool, typer.Option(
+    "--no-input", help="Never ask at the terminal: a decision parks the run (exit 3) to be decided later.")]
+
+
+def _interactive(no_input: bool) -> bool:
+    return not no_input and sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _engine(store, *, quiet: bool = False, interactive: bool = False):
     from .engine import Engine
     from .rail import live_line
 
@@ -136,8 +144,16 @@ def _engine(store, *, quiet: bool = False):
             err.print("note: the mission file has changed since this run started; the run goes on with the "
                       "version it started with (start a new run to use the new one)")
 
+    prompt = None
+    if interactive:
+        from .prompt import ask
+
+        def prompt(decision, queue):
+            ask(decision, queue, console=out)
+
     kill = os.environ.get("STUDIOX_TEST_KILL_AFTER_EVENT")  # test door: see tests/test_crash.py
-    return Engine(store, ports=PORTS_FACTORY, listener=show, kill_after_event=int(kill) if kill else None)
+    return Engine(store, ports=PORTS_FACTORY, listener=show, kill_after_event=int(kill) if kill else None,
+                  prompt=prompt)
 
 
 def _finish(outcome) -> None:
@@ -145,6 +161,16 @@ def _finish(outcome) -> None:
     if outcome.status == "succeeded":
         raise typer.Exit(EXIT_OK)
     if outcome.status == "waiting":
+        from .rail import short
+
+        waiting = outcome.waiting
+        did, action = waiting["decision"], waiting["action"]
+        out.print(f"[yellow]waiting for a decision[/] {did}: step {waiting['step']} wants "
+                  f"{action['target']} {short(action['arguments'], 80)}", markup=True)
+        out.print(f"  approve:  studiox approve {did} --resume   (add --note TEXT, or --set NAME=VALUE to correct)\n"
+                  f"  reject:   studiox reject {did} --reason TEXT --resume\n"
+                  f"  see it:   studiox decision show {did}\n"
+                  f"  later:    studiox resume {outcome.run_id}", markup=False)
         raise typer.Exit(EXIT_WAITING)
     raise typer.Exit(EXIT_FAILED)
 
@@ -168,6 +194,7 @@ def run(
         "--inputs", metavar="FILE", help="A JSON or YAML file of inputs by name.")] = [],  # noqa: B006
     home: Home = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run id and the outcome.")] = False,
+    no_input: NoInput = False,
 ) -> None:
     """Run a mission from its first step. Prints the run id first, then each step, then the verdict."""
     from .inputs import collect
@@ -176,7 +203,7 @@ def run(
     mission = load(mission_file)
     values = collect(mission, input_pairs, input_files)
     store = _store(home, create=True)
-    engine = _engine(store, quiet=quiet)
+    engine = _engine(store, quiet=quiet, interactive=_interactive(no_input))
     run_id = engine.start(mission, values)
     _drive(engine, run_id, resume=False)
 
@@ -185,13 +212,145 @@ def run(
 def resume(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run (or the start of its id).")],
     home: Home = None,
+    no_input: NoInput = False,
 ) -> None:
     """Continue a paused or interrupted run from its first unfinished step."""
     from .journal import resolve_run
 
     store = _store(home, create=False)
     run_id = resolve_run(store, run_id)
-    _drive(_engine(store), run_id, resume=True)
+    _drive(_engine(store, interactive=_interactive(no_input)), run_id, resume=True)
+
+
+# ---------------------------------------------------------------------------- decisions
+
+decision_app = typer.Typer(help="Look at one decision.", no_args_is_help=True)
+app.add_typer(decision_app, name="decision")
+
+
+def _queue(home: Path | None):
+    import time
+
+    from .governance import DecisionQueue
+    from .journal import resolve_run  # noqa: F401 - the same store rules as runs
+
+    store = _store(home, create=False)
+    if store is None:
+        from .errors import RunNotFound
+
+        raise RunNotFound(f"no decisions: there are no runs in {home_path(home)} yet")
+    return store, DecisionQueue(store, time.time)
+
+
+@app.command()
+def decisions(
+    home: Home = None,
+    as_json: AsJson = False,
+    show_all: Annotated[bool, typer.Option("--all", help="Decided and expired ones too, not only pending.")] = False,
+) -> None:
+    """The Decision Queue: pending decisions across all runs, oldest first."""
+    from .rail import decisions_table
+
+    store = _store(home, create=False)
+    if store is None:
+        rows = []
+    else:
+        _, queue = _queue(home)
+        rows = [d for d in queue.all() if show_all or d.status == "pending"]
+    if as_json:
+        out.print_json(json.dumps([{"id": d.id, "status": d.status, **d.request, "outcome": d.outcome}
+                                   for d in rows]))
+    elif not rows:
+        out.print("no pending decisions" if not show_all else "no decisions")
+    else:
+        out.print(decisions_table(rows))
+
+
+@decision_app.command("show")
+def decision_show(
+    decision_id: Annotated[str, typer.Argument(metavar="ID", help="The decision's id.")],
+    home: Home = None,
+    as_json: AsJson = False,
+) -> None:
+    """Show one decision: the action, its arguments, the evidence, and the outcome if made."""
+    from .prompt import panel
+    from .rail import outcome_line
+
+    _, queue = _queue(home)
+    decision = queue.get(decision_id)
+    if as_json:
+        out.print_json(json.dumps({"id": decision.id, "status": decision.status, **decision.request,
+                                   "outcome": decision.outcome}))
+        return
+    out.print(panel(decision))
+    out.print(outcome_line(decision))
+
+
+def _decide(decision_id: str, status: str, home: Path | None, *, note: str | None, claimed: str | None,
+            edits: list[str], resume_now: bool, no_input: bool) -> None:
+    from .governance import APPROVED, DecisionError, edited_action, os_user, parse_edits
+    from .journal import derive
+    from .rail import outcome_line
+
+    store, queue = _queue(home)
+    decision = queue.get(decision_id)
+    if decision.outcome is not None and decision.status == status and not edits:
+        out.print(f"{decision_id} was already {status}; nothing changed ({outcome_line(decision)})")
+        return
+    state = derive(decision.run_id, store.events(decision.run_id))
+    if state.finished:
+        raise DecisionError(f"run {decision.run_id} has already {state.finished['status']}; its decision "
+                            f"{decision_id} can no longer be made")
+    action = edited_action(decision, parse_edits(edits)) if edits else None
+    before = decision.outcome
+    decision = queue.decide(decision_id, status, by=os_user(), claimed=claimed, note=note, action=action)
+    if before is not None:
+        out.print(f"{decision_id} was already {decision.status}; nothing changed")
+    else:
+        out.print(outcome_line(decision))
+    if decision.status == APPROVED or status != APPROVED:
+        if resume_now:
+            _drive(_engine(store, interactive=_interactive(no_input)), decision.run_id, resume=True)
+        else:
+            out.print(f"continue the run with: studiox resume {decision.run_id}")
+
+
+@app.command()
+def approve(
+    decision_id: Annotated[str, typer.Argument(metavar="ID", help="The decision's id (see 'studiox decisions').")],
+    note: Annotated[str | None, typer.Option("--note", help="Why; kept in the audit trail.")] = None,
+    claimed: Annotated[str | None, typer.Option(
+        "--as", help="Approve in this name (recorded as a claim, beside your OS user).")] = None,
+    edits: Annotated[list[str], typer.Option(
+        "--set", metavar="NAME=VALUE", help="Correct an argument before approving; checked again.")] = [],  # noqa: B006
+    resume_now: Annotated[bool, typer.Option("--resume", help="Continue the run at once.")] = False,
+    home: Home = None,
+    no_input: NoInput = False,
+) -> None:
+    """Approve a pending action; the run carries it out exactly as approved."""
+    from .governance import APPROVED
+
+    _decide(decision_id, APPROVED, home, note=note, claimed=claimed, edits=edits, resume_now=resume_now,
+            no_input=no_input)
+
+
+@app.command()
+def reject(
+    decision_id: Annotated[str, typer.Argument(metavar="ID", help="The decision's id (see 'studiox decisions').")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (required); kept in the audit trail.")],
+    claimed: Annotated[str | None, typer.Option(
+        "--as", help="Reject in this name (recorded as a claim, beside your OS user).")] = None,
+    resume_now: Annotated[bool, typer.Option("--resume", help="Continue the run at once.")] = False,
+    home: Home = None,
+    no_input: NoInput = False,
+) -> None:
+    """Reject a pending action: it never runs, and the mission follows its on_reject."""
+    from .governance import REJECTED, DecisionError
+
+    if not reason.strip():
+        raise DecisionError("a rejection needs a reason: --reason TEXT")
+    _decide(decision_id, REJECTED, home, note=reason, claimed=claimed, edits=[], resume_now=resume_now,
+            no_input=no_input)
 
 
 @app.command()

@@ -20,17 +20,18 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import __version__, expressions
 from . import mission as missions
 from .errors import RunNotFound, RunNotResumable, StudioxError
+from .governance import APPROVED, EXPIRED, Action, Decision, DecisionQueue, needs_decision
 from .journal import Journal, RunState, derive
 from .locks import RunLock
 from .mission import Mission, Step
 from .ports import Ports
-from .steps import StepContext, StepError, executor_for
+from .steps import StepContext, StepError, executor_for, proposer_for
 from .store import Store
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
@@ -63,6 +64,18 @@ class _Cancelled(Exception):
     pass
 
 
+class _Rejected(Exception):
+    def __init__(self, applied: dict):
+        self.applied = applied
+
+
+class _Park(Exception):
+    """The run waits for a decision; the process stops driving it."""
+
+    def __init__(self, decision: Decision, waiting: dict):
+        self.decision, self.waiting = decision, waiting
+
+
 @dataclass
 class _Scope:
     """What expressions see at one place: the steps so far, and loop variables."""
@@ -85,6 +98,7 @@ class Engine:
         new_id: Callable[[], str] | None = None,
         listener: Callable[[dict], None] | None = None,
         kill_after_event: int | None = None,
+        prompt: Callable[[Decision, DecisionQueue], None] | None = None,
     ):
         self.store = store
         self.ports = ports or (lambda mission: Ports())
@@ -94,6 +108,8 @@ class Engine:
         self.new_id = new_id or (lambda: "".join(secrets.choice(_ID_ALPHABET) for _ in range(8)))
         self.listener = listener
         self.kill_after_event = kill_after_event
+        self.prompt = prompt  # asks a person at a terminal; None parks the run instead
+        self.decisions = DecisionQueue(store, clock)
 
     # ------------------------------------------------------------------ starting and driving
 
@@ -178,6 +194,7 @@ class _Run:
             "run": {"id": self.run_id, "started_at": started.get("at")},
         }
         self.ports: Ports | None = None
+        self.observations = list(state.observations)
 
     async def main(self) -> Outcome:
         self.ports = self.engine.ports(self.mission)
@@ -193,6 +210,8 @@ class _Run:
         except _Fail as f:
             self.journal.append("run_finished", status="failed", error=f.error)
             return Outcome(self.run_id, "failed", error=f.error)
+        except _Park as p:
+            return Outcome(self.run_id, "waiting", waiting={"decision": p.decision.id, **p.waiting})
         except _Cancelled:
             request = self.engine.store.record(f"cancel:{self.run_id}") or {}
             self.journal.append("run_finished", status="cancelled", reason=request.get("reason"),
@@ -229,6 +248,10 @@ class _Run:
                 raise _Cancelled()
             done = await self.execute(step, address, scope)
         scope.steps[step.id] = {"output": done.get("output"), "status": done["status"], "error": done.get("error")}
+        if done["status"] == "rejected" and not done.get("goto"):
+            if done.get("end"):
+                raise _Finish(done["end"]["verdict"], done["end"].get("note"))
+            raise _Fail(done["error"])
         if done["status"] != "succeeded":
             return done.get("goto")
         output = done.get("output") or {}
@@ -254,6 +277,8 @@ class _Run:
             started = time.perf_counter()
             try:
                 output = await self.attempt(step, address, scope, data, attempt)
+            except _Rejected as r:
+                return self.rejected(step, address, r.applied)
             except StepError as e:
                 retry = attempt < step.retry.attempts and e.retryable_under(step.retry.on)
                 delay = self.backoff(step, attempt) if retry else None
@@ -273,13 +298,112 @@ class _Run:
         else:
             ctx = StepContext(step=step, address=address, attempt=attempt, run_id=self.run_id, mission=self.mission,
                               data=data, ports=self.ports, emit=self.emitter(address))
-            work = executor_for(step.kind)(step, ctx)
+            action = await self.propose(step, ctx)
+            if action is not None and needs_decision(step, action):
+                action = self.gate(step, address, action, data)
+            elif action is not None and action.read_only_why:
+                ctx.emit(f"runs without a decision: {action.read_only_why}")
+            work = executor_for(step.kind)(step, replace(ctx, action=action))
         if step.timeout is None:
             return await work
         try:
             return await asyncio.wait_for(work, step.timeout)
         except TimeoutError:
             raise StepError("timeout", f"the step took longer than its time limit of {step.timeout:g}s") from None
+
+    # ------------------------------------------------------------------ the gate
+
+    async def propose(self, step: Step, ctx: StepContext) -> Action | None:
+        """What the step is about to do to the outside world, if anything, or if approval is required."""
+        proposer = proposer_for(step.kind)
+        if proposer is not None:
+            return await proposer(step, ctx)
+        if step.approval is not None and step.approval.required:
+            return Action("step", step.id, {"kind": step.kind, "inputs": ctx.render(step.spec)})
+        return None
+
+    def gate(self, step: Step, address: str, action: Action, data: dict) -> Action:
+        """The one place that decides whether an action may run: returns the approved action or stops."""
+        applied = self.state.decided.get(address)
+        if applied is None:
+            applied = self.decide(step, address, action, data)
+        if applied["status"] != APPROVED:
+            raise _Rejected(applied)
+        if applied["proposed_digest"] != action.digest():
+            # the approval binds to the exact action: a different one never runs on it
+            raise StepError("rejected", "the action to run differs from the one that was approved; it was not run")
+        return Action.from_dict(applied["action"])
+
+    def decide(self, step: Step, address: str, action: Action, data: dict) -> dict:
+        queue = self.engine.decisions
+        waiting = self.state.waiting_by_step.get(address)
+        if waiting is not None:
+            decision = queue.get(waiting["decision"])
+        else:
+            approval = step.approval
+            decision = queue.request(
+                run_id=self.run_id, mission=self.mission.name, step=address, action=action,
+                evidence=[{"step": o["step"], "message": o["message"]} for o in self.observations[-20:]],
+                explain=(approval.explain if approval else None) or step.description,
+                timeout=approval.timeout if approval else None)
+            if approval and approval.auto_approve_when:
+                self.auto_approve(decision, approval, action, data)
+                decision = queue.get(decision.id)
+            if decision.outcome is None:
+                waiting = self.journal.append("waiting", step=address, decision=decision.id,
+                                              action=action.as_dict(), explain=decision.request["explain"])
+                self.state.waiting_by_step[address] = waiting
+        if decision.outcome is None and decision.expired_now:
+            decision = queue.decide(decision.id, EXPIRED, by="studiox", note="no decision before its time limit")
+        if decision.outcome is None and self.engine.prompt is not None:
+            self.engine.prompt(decision, queue)
+            decision = queue.get(decision.id)
+        if decision.outcome is None:
+            raise _Park(decision, {"step": address, "action": action.as_dict()})
+        outcome = decision.outcome
+        applied = self.journal.append(
+            "decision_applied", step=address, decision=decision.id, status=outcome["status"], by=outcome["by"],
+            claimed_by=outcome.get("claimed_by"), note=outcome.get("note"), rule=outcome.get("rule"),
+            action=outcome.get("action"), proposed_digest=decision.request["action"]["digest"],
+            edited=outcome.get("edited", False))
+        self.state.decided[address] = applied
+        return applied
+
+    def auto_approve(self, decision: Decision, approval, action: Action, data: dict) -> None:
+        """Evaluate the mission's auto-approval rule; when it holds, 'policy' approves (and it is recorded)."""
+        try:
+            result = expressions.render(approval.auto_approve_when, {**data, "args": action.arguments})
+        except expressions.ExpressionError as e:
+            self.emitter(decision.request["step"])(f"the auto-approval rule could not be evaluated: {e.message}")
+            return
+        rule = {"when": approval.auto_approve_when, "args": action.arguments, "result": bool(result),
+                "reason": approval.reason}
+        if result:
+            self.engine.decisions.decide(decision.id, APPROVED, by="policy", note=approval.reason, rule=rule)
+        else:
+            self.emitter(decision.request["step"])("the auto-approval rule does not hold: a person decides")
+
+    def rejected(self, step: Step, address: str, applied: dict) -> dict:
+        """Journal a rejected (or expired) action and what the mission does about it."""
+        approval = step.approval
+        expired = applied["status"] == EXPIRED
+        spec = (approval.on_timeout if expired and approval and approval.on_timeout else
+                approval.on_reject if approval else None) or {}
+        who = "the time limit" if expired else applied["by"]
+        reason = f"{step.title} was {applied['status']} by {who}" + (f": {applied['note']}" if applied.get("note")
+                                                                       else "")
+        error = {"step": address, "kind": "rejected", "message": reason}
+        if spec.get("goto"):
+            return self.finished(address, status="rejected", output=None, error=error, goto=spec["goto"])
+        choices = self.mission.verdict.choices if self.mission.verdict else ()
+        if spec.get("verdict"):
+            data = self.data(_Scope())
+            end = {"verdict": spec["verdict"], "note": _text(expressions.render(spec.get("note"), data)) or reason}
+        elif "Rejected" in choices:
+            end = {"verdict": "Rejected", "note": reason}
+        else:
+            end = None
+        return self.finished(address, status="rejected", output=None, error=error, end=end)
 
     async def foreach(self, step: Step, address: str, scope: _Scope, data: dict) -> list:
         try:
@@ -362,7 +486,8 @@ class _Run:
 
     def emitter(self, address: str):
         def emit(message: str, **data) -> None:
-            self.journal.append("observation", step=address, message=message, **({"data": data} if data else {}))
+            event = self.journal.append("observation", step=address, message=message, **({"data": data} if data else {}))
+            self.observations.append(event)
         return emit
 
 
@@ -375,7 +500,7 @@ def _first_of(group: BaseExceptionGroup) -> BaseException:
             walk(e) if isinstance(e, BaseExceptionGroup) else flat.append(e)
 
     walk(group)
-    for kind in (_Cancelled, _Finish, _Fail, asyncio.CancelledError, StepError):
+    for kind in (_Cancelled, _Park, _Finish, _Fail, asyncio.CancelledError, StepError):
         for e in flat:
             if isinstance(e, kind):
                 return e

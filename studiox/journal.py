@@ -61,7 +61,9 @@ class RunState:
     done: dict[str, dict] = field(default_factory=dict)  # step address → its step_finished event
     items: dict[tuple[str, int], dict] = field(default_factory=dict)  # (foreach address, index) → item_finished
     attempts: dict[str, int] = field(default_factory=dict)  # step address → attempts that failed
-    decisions: dict[str, dict] = field(default_factory=dict)  # decision id → decision_applied event
+    waiting_by_step: dict[str, dict] = field(default_factory=dict)  # step address → its 'waiting' event
+    decided: dict[str, dict] = field(default_factory=dict)  # step address → its 'decision_applied' event
+    observations: list[dict] = field(default_factory=list)
     resumed: int = 0
 
     @property
@@ -105,10 +107,13 @@ def derive(run_id: str, events: list[dict]) -> RunState:
             state.items[(ev["step"], ev["index"])] = ev
         elif kind == "waiting":
             state.waiting = ev
+            state.waiting_by_step[ev["step"]] = ev
         elif kind == "decision_applied":
-            state.decisions[ev["decision"]] = ev
+            state.decided[ev["step"]] = ev
             if state.waiting and state.waiting.get("decision") == ev["decision"]:
                 state.waiting = None
+        elif kind == "observation":
+            state.observations.append(ev)
         elif kind == "run_resumed":
             state.resumed += 1
         elif kind in TERMINAL:

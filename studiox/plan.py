@@ -67,6 +67,9 @@ def _notes(step: Step) -> str:
         notes.append(f"on error: {step.on_error.goto or step.on_error.action}")
     if step.approval and step.approval.required:
         notes.append("needs a human decision")
-    elif step.approval and step.approval.auto_approve_when:
-        notes.append("decision: auto-approved by rule, else a human")
+    elif step.kind == "tool" and step.trust == "read_only":
+        notes.append("runs freely (trusted read-only)")
+    elif step.kind == "tool":
+        rule = " (or auto-approved by its rule)" if step.approval and step.approval.auto_approve_when else ""
+        notes.append(f"needs a decision{rule} unless the integration marks the tool read-only")
     return "; ".join(notes)

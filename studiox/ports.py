@@ -14,6 +14,10 @@ from .steps import StepError
 class NoIntegrations:
     """The tools door of a build without integrations: every call is a clear step error."""
 
+    async def describe(self, integration: str, tool: str) -> dict | None:
+        """What is known of a tool: read_only, idempotent, input_schema; None when nothing is."""
+        return None
+
     async def call(self, integration: str, tool: str, arguments: dict, *, key: str):
         raise StepError("unavailable", f"cannot call {integration}.{tool}: integrations are not available in this "
                         "version of studiox yet")

@@ -81,6 +81,15 @@ def live_line(event: dict) -> str | None:
         return f"  [green]✓[/] {step}[{event['index']}] item done"
     if kind == "observation":
         return f"    [dim]· {escape(event['message'])}[/]"
+    if kind == "waiting":
+        action = event["action"]
+        return f"  [yellow]⏸[/] {step} needs a decision ({event['decision']}): {escape(action['target'])} " \
+               f"{escape(short(action['arguments'], 70))}"
+    if kind == "decision_applied":
+        who = "policy" if event["by"] == "policy" else escape(event["by"])
+        note = f": {escape(event['note'])}" if event.get("note") else ""
+        edited = " (arguments edited)" if event.get("edited") else ""
+        return f"  [bold]⚖[/] {step} {event['status']} by {who}{edited}{note}"
     if kind == "run_interrupted":
         return "[yellow]interrupted[/]: the run stopped cleanly and can be resumed"
     if kind == "run_finished":
@@ -160,3 +169,23 @@ def steps_table(state: RunState) -> Table:
         table.add_row(escape(address), f"[{style}]{ev['status']}[/]", str(ev.get("attempts", "")),
                       seconds(ev.get("duration")), escape(detail))
     return table
+
+
+def decisions_table(decisions) -> Table:
+    table = Table("id", "status", "run", "mission", "step", "action", "requested", header_style="bold")
+    for d in decisions:
+        r = d.request
+        style = {"pending": "yellow", "approved": "green", "rejected": "red", "expired": "magenta"}[d.status]
+        table.add_row(d.id, f"[{style}]{d.status}[/]", r["run"], escape(r["mission"]), escape(r["step"]),
+                      escape(f"{r['action']['target']} {short(r['action']['arguments'], 50)}"), when(r["requested_at"]))
+    return table
+
+
+def outcome_line(decision) -> str:
+    outcome = decision.outcome
+    if outcome is None:
+        return f"{decision.id} is [yellow]{decision.status}[/]"
+    by = outcome["by"] + (f" (claimed: {escape(outcome['claimed_by'])})" if outcome.get("claimed_by") else "")
+    note = f" — {escape(outcome['note'])}" if outcome.get("note") else ""
+    edited = " with edited arguments" if outcome.get("edited") else ""
+    return f"{decision.id} {outcome['status']}{edited} by {escape(by)} at {when(outcome['at'])}{note}"

@@ -17,9 +17,14 @@ from studiox.store import Store
 class ScriptedTools:
     """A tools door whose answers are scripted per tool: a value, an exception, or a delay."""
 
-    def __init__(self, script: dict | None = None):
+    def __init__(self, script: dict | None = None, gated: tuple[str, ...] = ("pay", "post_payment")):
         self.script = {k: list(v) for k, v in (script or {}).items()}
         self.calls: list[tuple[str, dict, str]] = []
+        self.gated = gated  # state-changing tools; every other tool says it is read-only
+
+    async def describe(self, integration, tool):
+        schema = {"type": "object", "properties": {"amount": {"type": "number"}}}
+        return {"read_only": tool not in self.gated, "input_schema": schema}
 
     async def call(self, integration, tool, arguments, *, key):
         self.calls.append((tool, arguments, key))
@@ -243,3 +248,27 @@ def test_appending_never_overwrites_an_event(h):
     with pytest.raises(StoreError, match="already written"):
         h.store.append("r", 1, {"type": "y"})
     assert h.store.events("r") == [{"type": "x"}]
+
+
+def test_an_approval_binds_to_the_exact_action_a_different_one_never_runs(h, tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("mission: t\nintegrations: {fx: {command: x}}\nsteps:\n"
+                    "  - {id: pay, tool: fx.pay, arguments: {amount: 10}}\n")
+    run_id = h.engine.start(missions.load(path), {})
+    from studiox.journal import Journal
+
+    # an approval on record for this step, but of other arguments than the ones the step will send
+    Journal(h.store, run_id, clock=lambda: 1.0).append(
+        "decision_applied", step="pay", decision="abc123", status="approved", by="someone",
+        action={"kind": "tool", "target": "fx.pay", "arguments": {"amount": 99999}, "digest": "x"},
+        proposed_digest="not-the-digest-of-amount-10")
+    outcome = h.engine.drive(run_id, resume=True)
+    assert outcome.status == "failed" and "differs from the one that was approved" in outcome.error["message"]
+    assert h.tools.calls == []
+
+
+def test_gated_steps_inside_a_foreach_park_the_whole_run(h):
+    outcome = h.run("steps:\n  - id: each\n    foreach: '${{ [1, 2] }}'\n"
+                    "    steps:\n      - {id: pay, tool: fx.pay, arguments: {amount: '${{ item }}'}}\n")
+    assert outcome.status == "waiting" and outcome.waiting["step"].startswith("each[")
+    assert h.tools.calls == []

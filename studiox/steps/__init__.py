@@ -51,6 +51,7 @@ class StepContext:
     data: Mapping[str, Any]  # what expressions read: inputs, steps, loop variables
     ports: Any  # studiox.ports.Ports
     emit: Callable[..., None] = field(repr=False)
+    action: Any = None  # the approved action (studiox.governance.Action) of a gated step
 
     def render(self, value):
         """Evaluate the expressions inside ``value``; a failure is the step's error."""
@@ -63,6 +64,17 @@ class StepContext:
     def idempotency_key(self) -> str:
         """Stable across retries and resumes of this step in this run: the key for exactly-once actions."""
         return f"{self.run_id}/{self.address}"
+
+
+def proposer_for(kind: str):
+    """The ``propose`` function of a step kind that acts on the outside world, else None.
+
+    ``async def propose(step, ctx) -> Action`` says what the step is about to do, so the
+    engine's gate can ask for a decision before anything happens.
+    """
+    from . import tool
+
+    return {"tool": tool.propose}.get(kind)
 
 
 def executor_for(kind: str):

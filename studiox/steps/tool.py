@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from ..governance import Action
 
-async def execute(step, ctx):
+
+async def propose(step, ctx) -> Action:
+    """The call about to be made, with what the integration says of the tool."""
     integration, tool = step.spec.split(".", 1)
     arguments = ctx.render(step.arguments or {})
-    ctx.emit(f"calling {step.spec}", arguments=arguments)
-    result = await ctx.ports.tools.call(integration, tool, arguments, key=ctx.idempotency_key)
-    return result
+    info = await ctx.ports.tools.describe(integration, tool) or {}
+    read_only, why = bool(info.get("read_only")), "the integration annotates it read-only"
+    if step.trust == "read_only":
+        read_only, why = True, f"the mission trusts it as read-only: {step.trust_reason or 'no reason given'}"
+    return Action("tool", step.spec, arguments, read_only=read_only, read_only_why=why if read_only else None,
+                  input_schema=info.get("input_schema"), idempotent=bool(info.get("idempotent")))
+
+
+async def execute(step, ctx):
+    action = ctx.action or await propose(step, ctx)
+    integration, tool = action.target.split(".", 1)
+    ctx.emit(f"calling {action.target}", arguments=action.arguments)
+    return await ctx.ports.tools.call(integration, tool, action.arguments, key=ctx.idempotency_key)

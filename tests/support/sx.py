@@ -3,7 +3,7 @@
 Crash and lock tests run this as a real subprocess, so that SIGKILL, SIGINT and two
 competing processes are exercised for real. Tools: ``append`` (records the call), ``sleep``
 (waits ``seconds`` then records; not at all with $SX_SLEEP_FAST), ``flaky`` (fails until its ``$SX_FLAKY`` counter file says
-it has failed ``times`` times).
+it has failed ``times`` times), ``pay`` (records the call; state-changing, so it is gated).
 """
 
 from __future__ import annotations
@@ -19,6 +19,11 @@ from studiox.steps import StepError
 
 
 class EffectTools:
+    async def describe(self, integration: str, tool: str) -> dict:
+        # 'pay' changes state (it needs a decision); the others say they are read-only
+        return {"read_only": tool != "pay", "input_schema": {"type": "object", "properties": {
+            "amount": {"type": "number", "minimum": 0}}}}
+
     async def call(self, integration: str, tool: str, arguments: dict, *, key: str):
         if tool == "sleep" and not os.environ.get("SX_SLEEP_FAST"):
             await asyncio.sleep(float(arguments.get("seconds", 1)))

@@ -1,0 +1,200 @@
+"""The Decision Queue: which actions need a human decision, and the decision records.
+
+The gate is one rule for every kind of step: an action runs without a decision only when it
+is known to be read-only (an integration says so, or the mission trusts it explicitly) and the
+step does not require approval. A mission's auto-approval rule decides as ``policy``, and
+that decision is recorded like any other. Decisions are immutable facts in the store: the
+first answer written wins, so approving twice is harmless and approve-versus-reject races
+have exactly one winner.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+
+from .errors import RunNotFound, StudioxError
+from .store import Store
+
+_ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+PENDING, APPROVED, REJECTED, EXPIRED = "pending", "approved", "rejected", "expired"
+
+
+class DecisionError(StudioxError):
+    """A decision cannot be made as asked (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Action:
+    """What a step is about to do to the outside world; an approval binds to its digest."""
+
+    kind: str  # "tool" (an integration's tool) or "step" (a step and its rendered inputs)
+    target: str  # "erp.post_payment", or the step id
+    arguments: dict
+    read_only: bool = False  # the integration says so (annotation), or the mission trusts it
+    read_only_why: str | None = None
+    input_schema: dict | None = None
+    idempotent: bool = False
+
+    def digest(self) -> str:
+        canonical = json.dumps([self.kind, self.target, self.arguments], sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def with_arguments(self, arguments: dict) -> Action:
+        return replace(self, arguments=arguments)
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "target": self.target, "arguments": self.arguments, "read_only": self.read_only,
+                "digest": self.digest()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Action:
+        return cls(data["kind"], data["target"], data["arguments"], data.get("read_only", False))
+
+
+@dataclass
+class Decision:
+    """A decision record and, once made, its outcome."""
+
+    id: str
+    request: dict
+    outcome: dict | None = None
+    expired_now: bool = field(default=False)
+
+    @property
+    def status(self) -> str:
+        if self.outcome:
+            return self.outcome["status"]
+        return EXPIRED if self.expired_now else PENDING
+
+    @property
+    def run_id(self) -> str:
+        return self.request["run"]
+
+    @property
+    def approved_action(self) -> Action | None:
+        if self.status != APPROVED:
+            return None
+        return Action.from_dict(self.outcome["action"])
+
+
+def needs_decision(step, action: Action) -> bool:
+    """The gate: True unless the action is known to be read-only and the step does not require approval."""
+    if step.approval is not None and step.approval.required:
+        return True
+    return not action.read_only
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+class DecisionQueue:
+    """Decision records in a store: ``decision:ID`` (the request) and ``decision:ID:outcome``."""
+
+    def __init__(self, store: Store, clock):
+        self.store = store
+        self.clock = clock
+
+    def request(self, *, run_id: str, mission: str, step: str, action: Action, evidence: list, explain: str | None,
+                timeout: float | None, new_id=None) -> Decision:
+        """File a pending decision; returns it with its short id."""
+        now = self.clock()
+        record = {"run": run_id, "mission": mission, "step": step, "action": action.as_dict(),
+                  "input_schema": action.input_schema, "evidence": evidence, "explain": explain,
+                  "requested_at": now, "expires_at": now + timeout if timeout else None}
+        for _ in range(50):
+            decision_id = (new_id or _new_id)()
+            if self.store.add_record(f"decision:{decision_id}", {"id": decision_id, **record}):
+                return Decision(decision_id, {"id": decision_id, **record})
+        raise StudioxError("could not find a free decision id")  # pragma: no cover
+
+    def get(self, decision_id: str) -> Decision:
+        request = self.store.record(f"decision:{decision_id}")
+        if request is None:
+            raise RunNotFound(f"no decision '{decision_id}' (see 'studiox decisions')")
+        outcome = self.store.record(f"decision:{decision_id}:outcome")
+        expires = request.get("expires_at")
+        return Decision(decision_id, request, outcome, expired_now=bool(expires and self.clock() >= expires))
+
+    def all(self) -> list[Decision]:
+        """Every decision, oldest first."""
+        ids = [k.split(":")[1] for k, _ in self.store.records("decision:") if k.count(":") == 1]
+        decisions = [self.get(i) for i in ids]
+        return sorted(decisions, key=lambda d: d.request["requested_at"])
+
+    def decide(self, decision_id: str, status: str, *, by: str, claimed: str | None = None, note: str | None = None,
+               action: Action | None = None, rule: dict | None = None) -> Decision:
+        """Record an outcome. The first outcome written wins; a different later one is an error."""
+        decision = self.get(decision_id)
+        if status in (APPROVED, REJECTED) and decision.outcome is None and decision.expired_now:
+            self._write(decision, EXPIRED, by="studiox", note="the decision timed out before anyone decided")
+            decision = self.get(decision_id)
+        if decision.outcome is None:
+            if self._write(decision, status, by=by, claimed=claimed, note=note, action=action, rule=rule):
+                return self.get(decision_id)
+            decision = self.get(decision_id)  # someone else decided in the meantime
+        existing = decision.outcome
+        if existing["status"] == status == APPROVED and (action is None or
+                                                          existing["action"]["digest"] == action.digest()):
+            return decision  # approving twice is harmless
+        if existing["status"] == status == REJECTED:
+            return decision
+        raise DecisionError(f"decision {decision_id} was already {existing['status']} by {existing['by']} at "
+                            f"{_when(existing['at'])}; a decision once made is never changed")
+
+    def _write(self, decision: Decision, status: str, *, by: str, claimed: str | None = None, note: str | None = None,
+               action: Action | None = None, rule: dict | None = None) -> bool:
+        proposed = decision.request["action"]
+        outcome = {"status": status, "by": by, "claimed_by": claimed, "at": self.clock(), "note": note, "rule": rule}
+        if status == APPROVED:
+            approved = action.as_dict() if action else proposed
+            outcome.update(action=approved, proposed_arguments=proposed["arguments"],
+                           edited=approved["digest"] != proposed["digest"])
+        return self.store.add_record(f"decision:{decision.id}:outcome", outcome)
+
+
+def parse_edits(pairs: list[str]) -> dict:
+    """``--set NAME=VALUE`` pairs as new argument values (JSON values are parsed, else text)."""
+    edits = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name.strip():
+            raise DecisionError(f"--set '{pair}' must be written NAME=VALUE")
+        try:
+            edits[name.strip()] = json.loads(raw)
+        except ValueError:
+            edits[name.strip()] = raw
+    return edits
+
+
+def edited_action(decision: Decision, edits: dict) -> Action:
+    """The proposed action with corrected arguments, checked again against the tool's input schema."""
+    proposed = Action.from_dict(decision.request["action"])
+    arguments = {**proposed.arguments, **edits}
+    schema = decision.request.get("input_schema")
+    if schema:
+        import jsonschema
+
+        errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(arguments), key=lambda e: e.path)
+        if errors:
+            raise DecisionError("the edited arguments do not fit the tool: " + "; ".join(
+                f"{'.'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}" for e in errors))
+    return proposed.with_arguments(arguments)
+
+
+def _new_id() -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(6))
+
+
+def _when(ts: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))

@@ -1,0 +1,90 @@
+"""The Decision Queue at a terminal: show the pending action, ask approve / edit / reject / defer.
+
+Typed words or single letters; an empty answer defers, never approves. Only used when standard
+input and output are terminals; otherwise a run parks and prints how to decide later.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from .governance import APPROVED, REJECTED, Decision, DecisionError, DecisionQueue, edited_action, os_user
+
+CHOICES = {"a": "approve", "approve": "approve", "e": "edit", "edit": "edit", "r": "reject", "reject": "reject",
+           "d": "defer", "defer": "defer", "": "defer"}
+
+
+def panel(decision: Decision) -> Panel:
+    """The pending action as people read it: what, with which arguments, why, and the evidence."""
+    request = decision.request
+    action = request["action"]
+    arguments = Table("argument", "value", box=None, header_style="bold", pad_edge=False)
+    for name, value in action["arguments"].items():
+        arguments.add_row(escape(name), escape(value if isinstance(value, str) else json.dumps(value)))
+    parts: list = [f"[bold]{escape(action['target'])}[/] wants to run (step {escape(request['step'])}, "
+                   f"run {request['run']})", arguments]
+    if request.get("explain"):
+        parts.append(f"[italic]{escape(request['explain'])}[/]")
+    if request.get("evidence"):
+        evidence = "\n".join(f"· {escape(e['step'])}: {escape(e['message'])}" for e in request["evidence"][-5:])
+        parts.append(f"[dim]what led here:\n{evidence}[/]")
+    return Panel(Group(*parts), title=f"decision needed · {decision.id}", border_style="yellow")
+
+
+def ask(decision: Decision, queue: DecisionQueue, *, console: Console, read: Callable[[str], str] = input) -> None:
+    """Ask a person at the terminal; records their decision in ``queue``, or returns having deferred."""
+    console.print(panel(decision))
+    try:
+        while True:
+            answer = CHOICES.get(read("approve (a), edit (e), reject (r) or defer (d)? [defer] ").strip().lower())
+            if answer is None:
+                console.print("please answer a, e, r or d")
+                continue
+            if answer == "defer":
+                console.print(f"deferred: decide later with 'studiox approve {decision.id}' or 'studiox reject "
+                              f"{decision.id} --reason ...'")
+                return
+            if answer == "reject":
+                reason = ""
+                while not reason:
+                    reason = read("reason (required): ").strip()
+                queue.decide(decision.id, REJECTED, by=os_user(), note=reason)
+                console.print(f"[red]rejected[/] {decision.id}")
+                return
+            action = None
+            if answer == "edit":
+                action = _edit(decision, console, read)
+                if action is None:
+                    continue
+            note = read("note (optional): ").strip() or None
+            queue.decide(decision.id, APPROVED, by=os_user(), note=note, action=action)
+            console.print(f"[green]approved[/] {decision.id}" + (" with edited arguments" if action else ""))
+            return
+    except EOFError:
+        console.print("no answer (end of input): the decision is deferred")
+    except DecisionError as e:  # decided meanwhile from another shell
+        console.print(escape(str(e)))
+
+
+def _edit(decision: Decision, console: Console, read):
+    """Ask for each argument's new value (empty keeps it); None when the edit does not fit the tool."""
+    edits = {}
+    for name, value in decision.request["action"]["arguments"].items():
+        shown = value if isinstance(value, str) else json.dumps(value)
+        raw = read(f"  {name} [{shown}]: ").strip()
+        if raw:
+            try:
+                edits[name] = json.loads(raw)
+            except ValueError:
+                edits[name] = raw
+    try:
+        return edited_action(decision, edits)
+    except DecisionError as e:
+        console.print(f"[red]{escape(str(e))}[/]")
+        return None

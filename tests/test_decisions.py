@@ -1,0 +1,266 @@
+"""The Decision Queue: the gate, the terminal prompt (in a real pty), parking, shell decisions, races."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import TESTS, write_mission
+from support.terminal import Terminal
+
+PAYMENT = TESTS / "missions" / "payment.yaml"
+
+
+def _paid(sx):
+    return [e for e in sx.effects_log() if e["tool"] == "pay"]
+
+
+def _park(sx, *args) -> tuple[str, str]:
+    """Run the payment mission without a terminal: it parks; return (run id, decision id)."""
+    result = sx("run", PAYMENT, *args)
+    assert result.returncode == 3, result.stdout + result.stderr
+    run_id = result.stdout.split()[1]
+    decision_id = result.stdout.split("waiting for a decision ")[1].split(":")[0]
+    return run_id, decision_id
+
+
+# ---------------------------------------------------------------- without a terminal
+
+
+def test_without_a_terminal_the_run_parks_with_exit_3_and_says_how_to_decide(sx):
+    result = sx("run", PAYMENT, timeout=30)
+    assert result.returncode == 3
+    decision_id = result.stdout.split("waiting for a decision ")[1].split(":")[0]
+    assert f"studiox approve {decision_id} --resume" in result.stdout
+    assert f"studiox reject {decision_id} --reason TEXT --resume" in result.stdout
+    assert _paid(sx) == []
+    run_id = result.stdout.split()[1]
+    assert sx.state(run_id)["status"] == "waiting"
+    # resuming without a decision parks again at once: it never asks for, or waits on, input
+    again = sx("resume", run_id, timeout=30)
+    assert again.returncode == 3 and _paid(sx) == []
+
+
+def test_read_only_tools_run_freely_and_state_changing_ones_are_gated(sx):
+    run_id, _ = _park(sx)
+    assert [e["tool"] for e in sx.effects_log()] == ["append"]  # 'look' ran, 'pay' waits
+
+
+def test_approve_from_the_shell_then_resume_runs_the_action_exactly_once(sx):
+    run_id, decision_id = _park(sx)
+    listed = json.loads(sx("decisions", "--json").stdout)
+    assert [(d["id"], d["status"], d["step"]) for d in listed] == [(decision_id, "pending", "pay")]
+    approved = sx("approve", decision_id, "--note", "matches the invoice", "--resume")
+    assert approved.returncode == 0, approved.stderr
+    assert "verdict: Paid — paid 120" in approved.stdout
+    assert [e["arguments"] for e in _paid(sx)] == [{"amount": 120, "to": "ACME GmbH"}]
+    assert sx("resume", run_id).returncode == 2  # finished: nothing to resume, nothing paid twice
+    assert len(_paid(sx)) == 1
+    shown = json.loads(sx("decision", "show", decision_id, "--json").stdout)
+    assert shown["outcome"]["status"] == "approved" and shown["outcome"]["note"] == "matches the invoice"
+    assert shown["outcome"]["by"]  # the OS user
+    assert json.loads(sx("decisions", "--json").stdout) == []  # nothing pending any more
+
+
+def test_approving_twice_is_harmless_and_says_so(sx):
+    _, decision_id = _park(sx)
+    assert sx("approve", decision_id).returncode == 0
+    again = sx("approve", decision_id)
+    assert again.returncode == 0 and "already approved; nothing changed" in again.stdout
+
+
+def test_reject_needs_a_reason_and_follows_on_reject(sx):
+    run_id, decision_id = _park(sx)
+    assert sx("reject", decision_id, "--reason", " ").returncode == 2
+    rejected = sx("reject", decision_id, "--reason", "duplicate invoice", "--resume")
+    assert rejected.returncode == 0, rejected.stderr
+    assert "verdict: Rejected — pay was rejected by" in rejected.stdout
+    assert "duplicate invoice" in rejected.stdout
+    assert _paid(sx) == []
+    state = sx.state(run_id)
+    assert state["verdict"] == "Rejected"
+    assert sx("approve", decision_id).returncode == 2  # a decision once made is never changed
+
+
+def test_on_reject_can_go_to_another_step(sx, tmp_path):
+    mission = write_mission(tmp_path / "m.yaml", PAYMENT.read_text().replace(
+        "      reason: petty cash under 100 is paid without review\n",
+        "      reason: petty cash\n      on_reject: {goto: after}\n"))
+    result = sx("run", mission)
+    decision_id = result.stdout.split("waiting for a decision ")[1].split(":")[0]
+    done = sx("reject", decision_id, "--reason", "not now", "--resume")
+    assert done.returncode == 0 and "verdict: Paid" in done.stdout
+    assert [e["arguments"] for e in sx.effects_log()] == [{"looked": True}, {"paid": True}]
+
+
+def test_edit_then_approve_validates_again_and_binds_to_the_edited_arguments(sx):
+    run_id, decision_id = _park(sx)
+    bad = sx("approve", decision_id, "--set", "amount=-5")
+    assert bad.returncode == 2 and "amount: -5 is less than the minimum of 0" in bad.stderr
+    ok = sx("approve", decision_id, "--set", "amount=118.5", "--resume")
+    assert ok.returncode == 0, ok.stderr
+    assert [e["arguments"] for e in _paid(sx)] == [{"amount": 118.5, "to": "ACME GmbH"}]
+    outcome = json.loads(sx("decision", "show", decision_id, "--json").stdout)["outcome"]
+    assert outcome["proposed_arguments"] == {"amount": 120, "to": "ACME GmbH"}
+    assert outcome["action"]["arguments"] == {"amount": 118.5, "to": "ACME GmbH"} and outcome["edited"]
+
+
+def test_an_approval_claimed_with_as_is_recorded_beside_the_os_user(sx):
+    _, decision_id = _park(sx)
+    sx("approve", decision_id, "--as", "Dana (CFO)")
+    outcome = json.loads(sx("decision", "show", decision_id, "--json").stdout)["outcome"]
+    assert outcome["claimed_by"] == "Dana (CFO)" and outcome["by"] != "Dana (CFO)"
+
+
+def test_the_auto_approval_rule_decides_as_policy_and_is_recorded(sx):
+    result = sx("run", PAYMENT, "--input", "amount=40")
+    assert result.returncode == 0, result.stdout
+    assert "pay approved by policy: petty cash under 100" in result.stdout
+    decision = json.loads(sx("decisions", "--all", "--json").stdout)[0]
+    assert decision["outcome"]["by"] == "policy"
+    assert decision["outcome"]["rule"] == {"when": "${{ args.amount < 100 }}", "args": {"amount": 40, "to": "ACME GmbH"},
+                                           "result": True, "reason": "petty cash under 100 is paid without review"}
+
+
+def test_a_journaled_decision_is_a_fact_resume_never_asks_or_evaluates_again(sx):
+    # kill right after the policy's decision is journaled, before the payment: resume pays once, asks nobody
+    clean = sx("run", PAYMENT, "--input", "amount=40", "-q")
+    from studiox.store import Store
+
+    store = Store.open(sx.home, create=False)
+    events = store.events(clean.stdout.split()[0])
+    store.close()
+    applied = next(e["seq"] for e in events if e["type"] == "decision_applied")
+    sx.effects.unlink()
+    killed = sx("run", PAYMENT, "--input", "amount=40", "-q", STUDIOX_TEST_KILL_AFTER_EVENT=applied)
+    run_id = killed.stdout.split()[0]
+    resumed = sx("resume", run_id)
+    assert resumed.returncode == 0, resumed.stdout
+    assert "needs a decision" not in resumed.stdout and "auto-approval" not in resumed.stdout
+    assert len(_paid(sx)) == 1
+    assert len(json.loads(sx("decisions", "--all", "--json").stdout)) == 2  # the clean run's and this one's
+
+
+def test_approval_required_gates_even_a_step_that_changes_nothing(sx, tmp_path):
+    mission = write_mission(tmp_path / "m.yaml", "mission: m\nsteps:\n"
+                            "  - {id: sign, set: {ok: true}, approval: required}\n")
+    result = sx("run", mission)
+    assert result.returncode == 3 and "step sign wants sign" in result.stdout
+
+
+def test_unknown_cancelled_and_finished_decisions_are_clear_errors(sx):
+    assert sx("approve", "nope00").returncode == 2
+    run_id, decision_id = _park(sx)
+    assert "no decision 'zzzzzz'" in sx("approve", "zzzzzz").stderr
+    sx("cancel", run_id)
+    result = sx("approve", decision_id)
+    assert result.returncode == 2 and "has already cancelled" in result.stderr
+    assert _paid(sx) == []
+
+
+def test_approve_and_reject_at_the_same_moment_exactly_one_wins(sx):
+    for _ in range(3):
+        _, decision_id = _park(sx)
+        procs = [sx.popen("approve", decision_id), sx.popen("reject", decision_id, "--reason", "race")]
+        codes = sorted(p.wait(30) for p in procs)
+        assert codes == [0, 2]
+        outcome = json.loads(sx("decision", "show", decision_id, "--json").stdout)["outcome"]
+        assert outcome["status"] in ("approved", "rejected")
+
+
+def test_a_decision_expires_after_its_time_limit_and_never_counts_as_approval(sx, tmp_path):
+    mission = write_mission(tmp_path / "m.yaml", PAYMENT.read_text().replace(
+        "      reason: petty cash under 100 is paid without review\n",
+        "      reason: petty cash\n      timeout: 1s\n"))
+    result = sx("run", mission)
+    run_id = result.stdout.split()[1]
+    decision_id = result.stdout.split("waiting for a decision ")[1].split(":")[0]
+    import time
+
+    time.sleep(1.2)
+    late = sx("approve", decision_id)
+    assert late.returncode == 2 and "already expired" in late.stderr
+    resumed = sx("resume", run_id)
+    assert resumed.returncode == 0 and "verdict: Rejected — pay was expired by the time limit" in resumed.stdout
+    assert _paid(sx) == []
+
+
+# ---------------------------------------------------------------- at a terminal (a real pty)
+
+
+@pytest.fixture
+def terminal(sx):
+    def start(*args):
+        return Terminal([sys.executable, "-m", "support.sx", *map(str, args)], sx.env(COLUMNS="120"))
+    return start
+
+
+def test_the_prompt_shows_the_action_and_approve_runs_it(sx, terminal):
+    term = terminal("run", PAYMENT)
+    screen = term.expect("defer (d)? [defer]")
+    assert "decision needed" in screen and "fx.pay" in screen
+    assert "amount" in screen and "120" in screen and "ACME GmbH" in screen
+    assert "Check the amount against the invoice" in screen
+    term.type("a\n")
+    term.expect("note (optional):")
+    term.type("looks right\n")
+    term.expect("verdict: Paid")
+    assert term.wait() == 0
+    assert len(_paid(sx)) == 1
+
+
+def test_the_prompt_rejects_only_with_a_reason(sx, terminal):
+    term = terminal("run", PAYMENT)
+    term.expect("defer (d)? [defer]")
+    term.type("r\n")
+    term.expect("reason (required):")
+    term.type("\n")  # empty: asked again
+    term.type("wrong supplier\n")
+    screen = term.expect("verdict: Rejected")
+    assert "wrong supplier" in screen
+    assert term.wait() == 0 and _paid(sx) == []
+
+
+def test_the_prompt_defaults_to_defer_and_the_run_parks(sx, terminal):
+    term = terminal("run", PAYMENT)
+    term.expect("defer (d)? [defer]")
+    term.type("\n")
+    screen = term.expect("later:")
+    assert "deferred" in screen
+    assert term.wait() == 3 and _paid(sx) == []
+    assert json.loads(sx("decisions", "--json").stdout)[0]["status"] == "pending"
+
+
+def test_the_prompt_edits_arguments_before_approving(sx, terminal):
+    term = terminal("run", PAYMENT)
+    term.expect("defer (d)? [defer]")
+    term.type("e\n")
+    term.expect("amount [120]:")
+    term.type("-1\n")
+    term.expect("to [ACME GmbH]:")
+    term.type("\n")
+    term.expect("less than the minimum")  # checked against the tool's schema: asked again
+    term.type("e\n")
+    term.expect("amount [120]:")
+    term.type("95\n")
+    term.expect("to [ACME GmbH]:")
+    term.type("\n")
+    term.expect("note (optional):")
+    term.type("\n")
+    term.expect("verdict: Paid")
+    assert term.wait() == 0
+    assert [e["arguments"]["amount"] for e in _paid(sx)] == [95]
+
+
+def test_no_input_never_prompts_even_at_a_terminal(sx, terminal):
+    term = terminal("run", PAYMENT, "--no-input")
+    term.expect("later:")
+    assert term.wait() == 3
+
+
+def test_a_run_without_a_terminal_never_hangs_on_the_prompt(sx):
+    result = subprocess.run([sys.executable, "-m", "support.sx", "run", str(PAYMENT)], env=sx.env(),
+                            capture_output=True, text=True, timeout=30, input="a\n")  # piped stdin is no TTY
+    assert result.returncode == 3 and _paid(sx) == []
