@@ -167,6 +167,13 @@ def _finish(outcome) -> None:
         did, action = waiting["decision"], waiting["action"]
         out.print(f"[yellow]waiting for a decision[/] {did}: step {waiting['step']} wants "
                   f"{action['target']} {short(action['arguments'], 80)}", markup=True)
+        if waiting.get("in_doubt"):
+            out.print(f"  [bold]in doubt[/]: studiox stopped during this call; it may or may not have happened.\n"
+                      f"  it happened:  studiox approve {did} --happened --result JSON --resume\n"
+                      f"  call again:   studiox approve {did} --retry --resume\n"
+                      f"  give up:      studiox reject {did} --reason TEXT --resume\n"
+                      f"  see it:       studiox decision show {did}")
+            raise typer.Exit(EXIT_WAITING)
         out.print(f"  approve:  studiox approve {did} --resume   (add --note TEXT, or --set NAME=VALUE to correct)\n"
                   f"  reject:   studiox reject {did} --reason TEXT --resume\n"
                   f"  see it:   studiox decision show {did}\n"
@@ -287,7 +294,8 @@ def decision_show(
 
 
 def _decide(decision_id: str, status: str, home: Path | None, *, note: str | None, claimed: str | None,
-            edits: list[str], resume_now: bool, no_input: bool) -> None:
+            edits: list[str], resume_now: bool, no_input: bool, resolution: str | None = None,
+            result: str | None = None) -> None:
     from .governance import APPROVED, DecisionError, edited_action, os_user, parse_edits
     from .journal import derive
     from .rail import outcome_line
@@ -302,8 +310,15 @@ def _decide(decision_id: str, status: str, home: Path | None, *, note: str | Non
         raise DecisionError(f"run {decision.run_id} has already {state.finished['status']}; its decision "
                             f"{decision_id} can no longer be made")
     action = edited_action(decision, parse_edits(edits)) if edits else None
+    entered = None
+    if result is not None:
+        try:
+            entered = json.loads(result)
+        except ValueError:
+            entered = result  # plain text is a result too
     before = decision.outcome
-    decision = queue.decide(decision_id, status, by=os_user(), claimed=claimed, note=note, action=action)
+    decision = queue.decide(decision_id, status, by=os_user(), claimed=claimed, note=note, action=action,
+                            resolution=resolution, result=entered)
     if before is not None:
         out.print(f"{decision_id} was already {decision.status}; nothing changed")
     else:
@@ -324,14 +339,25 @@ def approve(
     edits: Annotated[list[str], typer.Option(
         "--set", metavar="NAME=VALUE", help="Correct an argument before approving; checked again.")] = [],  # noqa: B006
     resume_now: Annotated[bool, typer.Option("--resume", help="Continue the run at once.")] = False,
+    happened: Annotated[bool, typer.Option(
+        "--happened", help="For an in-doubt call: it did take effect (give what it returned with --result).")] = False,
+    result: Annotated[str | None, typer.Option(
+        "--result", metavar="JSON", help="With --happened: the call's result, as JSON (or text).")] = None,
+    retry: Annotated[bool, typer.Option(
+        "--retry", help="For an in-doubt call: it did not take effect; call it again.")] = False,
     home: Home = None,
     no_input: NoInput = False,
 ) -> None:
     """Approve a pending action; the run carries it out exactly as approved."""
-    from .governance import APPROVED
+    from .governance import APPROVED, DecisionError
 
+    if happened and retry:
+        raise DecisionError("choose one: --happened (it took effect) or --retry (call it again)")
+    if result is not None and not happened:
+        raise DecisionError("--result goes with --happened")
+    resolution = "happened" if happened else "retry" if retry else None
     _decide(decision_id, APPROVED, home, note=note, claimed=claimed, edits=edits, resume_now=resume_now,
-            no_input=no_input)
+            no_input=no_input, resolution=resolution, result=result)
 
 
 @app.command()
@@ -425,6 +451,32 @@ def cancel(
         out.print(f"run {run_id} is cancelled")
     else:
         out.print(f"run {run_id} is being driven by another process; it will stop as cancelled before its next step")
+
+
+# ---------------------------------------------------------------------------- integrations
+
+
+@app.command()
+def tools(
+    mission_file: Annotated[Path, typer.Argument(metavar="MISSION.yaml", help="The mission whose tools to list.")],
+    as_json: AsJson = False,
+) -> None:
+    """Start each integration of a mission and list its tools, their annotations, and what studiox will do."""
+    import asyncio
+
+    from .integrations import inventory
+    from .mission import load
+
+    mission = load(mission_file)
+    rows = asyncio.run(inventory(mission))
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    from .rail import tools_table
+
+    out.print(tools_table(rows))
+    if any(r.get("error") for r in rows):
+        raise typer.Exit(EXIT_FAILED)
 
 
 # ---------------------------------------------------------------------------- entry point

@@ -91,7 +91,7 @@ class Engine:
         self,
         store: Store,
         *,
-        ports: Callable[[Mission], Ports] | None = None,
+        ports: Callable[[Mission, str], Ports] | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], object] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
@@ -101,7 +101,7 @@ class Engine:
         prompt: Callable[[Decision, DecisionQueue], None] | None = None,
     ):
         self.store = store
-        self.ports = ports or (lambda mission: Ports())
+        self.ports = ports or self._default_ports
         self.clock = clock
         self.sleep = sleep
         self.rng = rng
@@ -168,6 +168,12 @@ class Engine:
             self.store.add_record(f"cancel:{run_id}", {"reason": reason, "user": _user(), "at": self.clock()})
             return "requested"
 
+    def _default_ports(self, mission: Mission, run_id: str) -> Ports:
+        from .integrations import MCPTools
+
+        log_dir = self.store.home / "logs" / run_id
+        return Ports(tools=MCPTools(mission.integrations, mission.base_dir, log_dir))
+
     def _journal(self, run_id: str) -> Journal:
         return Journal(self.store, run_id, clock=self.clock, after_append=self._after_append)
 
@@ -197,7 +203,7 @@ class _Run:
         self.observations = list(state.observations)
 
     async def main(self) -> Outcome:
-        self.ports = self.engine.ports(self.mission)
+        self.ports = self.engine.ports(self.mission, self.run_id)
         try:
             root = _Scope()
             await self.sequence(self.mission.steps, "", root)
@@ -294,22 +300,60 @@ class _Run:
 
     async def attempt(self, step: Step, address: str, scope: _Scope, data: dict, attempt: int):
         if step.kind == "foreach":
-            work = self.foreach(step, address, scope, data)
-        else:
-            ctx = StepContext(step=step, address=address, attempt=attempt, run_id=self.run_id, mission=self.mission,
-                              data=data, ports=self.ports, emit=self.emitter(address))
-            action = await self.propose(step, ctx)
-            if action is not None and needs_decision(step, action):
-                action = self.gate(step, address, action, data)
-            elif action is not None and action.read_only_why:
-                ctx.emit(f"runs without a decision: {action.read_only_why}")
-            work = executor_for(step.kind)(step, replace(ctx, action=action))
+            return await self.limited(step, self.foreach(step, address, scope, data))
+        ctx = StepContext(step=step, address=address, attempt=attempt, run_id=self.run_id, mission=self.mission,
+                          data=data, ports=self.ports, emit=self.emitter(address))
+        action = await self.limited(step, self.propose(step, ctx))
+        if action is not None and needs_decision(step, action):
+            action = self.gate(step, address, action, data)
+        elif action is not None and action.read_only_why:
+            ctx.emit(f"runs without a decision: {action.read_only_why}")
+        ctx = replace(ctx, action=action)
+        execute = executor_for(step.kind)
+        if action is None or action.read_only or action.kind != "tool":
+            return await self.limited(step, execute(step, ctx))
+        return await self.acting(step, address, action, ctx, execute)
+
+    async def limited(self, step: Step, work):
+        """Await ``work`` within the step's time limit."""
         if step.timeout is None:
             return await work
         try:
             return await asyncio.wait_for(work, step.timeout)
         except TimeoutError:
-            raise StepError("timeout", f"the step took longer than its time limit of {step.timeout:g}s") from None
+            raise StepError("timeout", f"the step took longer than its time limit of {step.timeout:g}s",
+                            outcome_unknown=True) from None
+
+    async def acting(self, step: Step, address: str, action: Action, ctx: StepContext, execute):
+        """A state-changing call: journaled before and after, never silently made twice.
+
+        If an earlier call of this step started but its end was never journaled (a crash or a
+        time-out during the call), nobody knows whether it took effect: an idempotent tool is
+        called again with the same idempotency key; any other goes to a human as 'in doubt'.
+        """
+        previous = self.state.actions.get(address)
+        if previous is not None and previous["type"] == "action_started":
+            if action.idempotent:
+                ctx.emit("the previous call's outcome is unknown (it was cut off); calling again with the same "
+                         "idempotency key, which this tool honours")
+            else:
+                resolution = self.in_doubt(step, address, action, previous)
+                if resolution["resolution"] == "happened":
+                    result = resolution.get("result")
+                    self.state.actions[address] = self.journal.append(
+                        "action_finished", step=address, ok=True, result=result, entered_by=resolution["by"])
+                    return result
+        self.state.actions[address] = self.journal.append(
+            "action_started", step=address, key=ctx.idempotency_key, action=action.as_dict())
+        try:
+            result = await self.limited(step, execute(step, ctx))
+        except StepError as e:
+            if not e.outcome_unknown:  # the tool said it failed, or was never called: not in doubt
+                self.state.actions[address] = self.journal.append(
+                    "action_finished", step=address, ok=False, error=e.as_dict())
+            raise
+        self.state.actions[address] = self.journal.append("action_finished", step=address, ok=True, result=result)
+        return result
 
     # ------------------------------------------------------------------ the gate
 
@@ -326,17 +370,33 @@ class _Run:
         """The one place that decides whether an action may run: returns the approved action or stops."""
         applied = self.state.decided.get(address)
         if applied is None:
-            applied = self.decide(step, address, action, data)
+            applied = self.decide(step, address, action, data, slot=address)
         if applied["status"] != APPROVED:
             raise _Rejected(applied)
         if applied["proposed_digest"] != action.digest():
             # the approval binds to the exact action: a different one never runs on it
             raise StepError("rejected", "the action to run differs from the one that was approved; it was not run")
-        return Action.from_dict(applied["action"])
+        # what the integration said of the tool stays; the arguments are the approved (maybe edited) ones
+        return action.with_arguments(applied["action"]["arguments"])
 
-    def decide(self, step: Step, address: str, action: Action, data: dict) -> dict:
+    def in_doubt(self, step: Step, address: str, action: Action, previous: dict) -> dict:
+        """Ask a human whether a cut-off call happened; returns the decision_applied event (approved)."""
+        slot = f"in-doubt:{address}"
+        applied = self.state.decided.get(slot)
+        if applied is None:
+            explain = (f"studiox stopped while calling {action.target} (key {previous['key']}), so it may or may not "
+                       "have happened, and the tool does not promise that calling it again is harmless. Check the "
+                       "system, then say whether it happened (with its result) or must be called again.")
+            applied = self.decide(step, address, action, {}, slot=slot, in_doubt=explain)
+        if applied["status"] != APPROVED:
+            raise _Rejected(applied)
+        return applied
+
+    def decide(self, step: Step, address: str, action: Action, data: dict, *, slot: str,
+               in_doubt: str | None = None) -> dict:
+        """Get the decision for ``slot`` (an approval, or an in-doubt question): ask, or park."""
         queue = self.engine.decisions
-        waiting = self.state.waiting_by_step.get(address)
+        waiting = self.state.waiting_by_step.get(slot)
         if waiting is not None:
             decision = queue.get(waiting["decision"])
         else:
@@ -344,29 +404,29 @@ class _Run:
             decision = queue.request(
                 run_id=self.run_id, mission=self.mission.name, step=address, action=action,
                 evidence=[{"step": o["step"], "message": o["message"]} for o in self.observations[-20:]],
-                explain=(approval.explain if approval else None) or step.description,
-                timeout=approval.timeout if approval else None)
-            if approval and approval.auto_approve_when:
+                explain=in_doubt or (approval.explain if approval else None) or step.description,
+                timeout=approval.timeout if approval else None, in_doubt=bool(in_doubt))
+            if approval and approval.auto_approve_when and not in_doubt:
                 self.auto_approve(decision, approval, action, data)
                 decision = queue.get(decision.id)
             if decision.outcome is None:
-                waiting = self.journal.append("waiting", step=address, decision=decision.id,
+                waiting = self.journal.append("waiting", step=slot, decision=decision.id, in_doubt=bool(in_doubt),
                                               action=action.as_dict(), explain=decision.request["explain"])
-                self.state.waiting_by_step[address] = waiting
+                self.state.waiting_by_step[slot] = waiting
         if decision.outcome is None and decision.expired_now:
             decision = queue.decide(decision.id, EXPIRED, by="studiox", note="no decision before its time limit")
         if decision.outcome is None and self.engine.prompt is not None:
             self.engine.prompt(decision, queue)
             decision = queue.get(decision.id)
         if decision.outcome is None:
-            raise _Park(decision, {"step": address, "action": action.as_dict()})
+            raise _Park(decision, {"step": address, "action": action.as_dict(), "in_doubt": bool(in_doubt)})
         outcome = decision.outcome
         applied = self.journal.append(
-            "decision_applied", step=address, decision=decision.id, status=outcome["status"], by=outcome["by"],
+            "decision_applied", step=slot, decision=decision.id, status=outcome["status"], by=outcome["by"],
             claimed_by=outcome.get("claimed_by"), note=outcome.get("note"), rule=outcome.get("rule"),
             action=outcome.get("action"), proposed_digest=decision.request["action"]["digest"],
-            edited=outcome.get("edited", False))
-        self.state.decided[address] = applied
+            edited=outcome.get("edited", False), resolution=outcome.get("resolution"), result=outcome.get("result"))
+        self.state.decided[slot] = applied
         return applied
 
     def auto_approve(self, decision: Decision, approval, action: Action, data: dict) -> None:

@@ -104,10 +104,13 @@ class DecisionQueue:
         self.clock = clock
 
     def request(self, *, run_id: str, mission: str, step: str, action: Action, evidence: list, explain: str | None,
-                timeout: float | None, new_id=None) -> Decision:
-        """File a pending decision; returns it with its short id."""
+                timeout: float | None, in_doubt: bool = False, new_id=None) -> Decision:
+        """File a pending decision; returns it with its short id.
+
+        An ``in_doubt`` decision asks whether a cut-off call happened, rather than whether it may run.
+        """
         now = self.clock()
-        record = {"run": run_id, "mission": mission, "step": step, "action": action.as_dict(),
+        record = {"run": run_id, "mission": mission, "step": step, "action": action.as_dict(), "in_doubt": in_doubt,
                   "input_schema": action.input_schema, "evidence": evidence, "explain": explain,
                   "requested_at": now, "expires_at": now + timeout if timeout else None}
         for _ in range(50):
@@ -131,14 +134,23 @@ class DecisionQueue:
         return sorted(decisions, key=lambda d: d.request["requested_at"])
 
     def decide(self, decision_id: str, status: str, *, by: str, claimed: str | None = None, note: str | None = None,
-               action: Action | None = None, rule: dict | None = None) -> Decision:
-        """Record an outcome. The first outcome written wins; a different later one is an error."""
+               action: Action | None = None, rule: dict | None = None, resolution: str | None = None,
+               result=None) -> Decision:
+        """Record an outcome. The first outcome written wins; a different later one is an error.
+
+        For an in-doubt decision, an approval says how: ``resolution`` 'happened' (with the
+        ``result`` the person saw) or 'retry' (call it again).
+        """
         decision = self.get(decision_id)
+        if status == APPROVED and decision.request.get("in_doubt") and resolution not in ("happened", "retry"):
+            raise DecisionError(f"decision {decision_id} asks whether an interrupted call happened: approve it with "
+                                "--happened (and --result JSON) if it did, or --retry to call it again")
         if status in (APPROVED, REJECTED) and decision.outcome is None and decision.expired_now:
             self._write(decision, EXPIRED, by="studiox", note="the decision timed out before anyone decided")
             decision = self.get(decision_id)
         if decision.outcome is None:
-            if self._write(decision, status, by=by, claimed=claimed, note=note, action=action, rule=rule):
+            if self._write(decision, status, by=by, claimed=claimed, note=note, action=action, rule=rule,
+                           resolution=resolution, result=result):
                 return self.get(decision_id)
             decision = self.get(decision_id)  # someone else decided in the meantime
         existing = decision.outcome
@@ -151,9 +163,11 @@ class DecisionQueue:
                             f"{_when(existing['at'])}; a decision once made is never changed")
 
     def _write(self, decision: Decision, status: str, *, by: str, claimed: str | None = None, note: str | None = None,
-               action: Action | None = None, rule: dict | None = None) -> bool:
+               action: Action | None = None, rule: dict | None = None, resolution: str | None = None,
+               result=None) -> bool:
         proposed = decision.request["action"]
-        outcome = {"status": status, "by": by, "claimed_by": claimed, "at": self.clock(), "note": note, "rule": rule}
+        outcome = {"status": status, "by": by, "claimed_by": claimed, "at": self.clock(), "note": note, "rule": rule,
+                   "resolution": resolution, "result": result}
         if status == APPROVED:
             approved = action.as_dict() if action else proposed
             outcome.update(action=approved, proposed_arguments=proposed["arguments"],

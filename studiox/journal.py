@@ -22,6 +22,8 @@ EVENT_TYPES = (
     "step_finished",     # the step's final outcome: succeeded, failed (handled) or skipped, with output
     "item_finished",     # one item of a foreach finished, with its outputs
     "observation",       # what a step saw or did, and why (the Observations rail)
+    "action_started",    # a state-changing call is about to be made (journaled before it), with its key
+    "action_finished",   # that call's result (or its reported failure)
     "waiting",           # the run parks until a decision is made
     "decision_applied",  # the decision the run acted on
     "run_finished",      # succeeded (with a verdict), failed (with an error) or cancelled
@@ -64,6 +66,7 @@ class RunState:
     waiting_by_step: dict[str, dict] = field(default_factory=dict)  # step address → its 'waiting' event
     decided: dict[str, dict] = field(default_factory=dict)  # step address → its 'decision_applied' event
     observations: list[dict] = field(default_factory=list)
+    actions: dict[str, dict] = field(default_factory=dict)  # step address → its last action_* event
     resumed: int = 0
 
     @property
@@ -114,6 +117,8 @@ def derive(run_id: str, events: list[dict]) -> RunState:
                 state.waiting = None
         elif kind == "observation":
             state.observations.append(ev)
+        elif kind in ("action_started", "action_finished"):
+            state.actions[ev["step"]] = ev
         elif kind == "run_resumed":
             state.resumed += 1
         elif kind in TERMINAL:

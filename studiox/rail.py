@@ -189,3 +189,15 @@ def outcome_line(decision) -> str:
     note = f" — {escape(outcome['note'])}" if outcome.get("note") else ""
     edited = " with edited arguments" if outcome.get("edited") else ""
     return f"{decision.id} {outcome['status']}{edited} by {escape(by)} at {when(outcome['at'])}{note}"
+
+
+def tools_table(rows: list[dict]) -> Table:
+    table = Table("integration", "tool", "annotations", "used by", "what studiox does", header_style="bold")
+    for r in rows:
+        if r.get("error"):
+            table.add_row(escape(r["integration"]), "—", "", "", f"[red]{escape(r['error'])}[/]")
+            continue
+        style = "green" if r["studiox"].startswith("runs freely") else "yellow"
+        table.add_row(escape(r["integration"]), escape(r["tool"]), escape(r["annotations"]),
+                      escape(", ".join(r["used_by"]) or "—"), f"[{style}]{escape(r['studiox'])}[/]")
+    return table

@@ -23,12 +23,15 @@ class Sx:
     def env(self, **extra) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STUDIOX_")}
         env.update(STUDIOX_HOME=str(self.home), SX_EFFECTS=str(self.effects), SX_FLAKY=str(self.tmp / "flaky"),
-                   PYTHONPATH=str(TESTS) + os.pathsep + env.get("PYTHONPATH", ""), COLUMNS="200")
+                   PYTHONPATH=str(TESTS) + os.pathsep + env.get("PYTHONPATH", ""), COLUMNS="200",
+                   RECORD_DELAY="0")  # read by tests/support/mcp_test_server.py
         env.update({k: str(v) for k, v in extra.items()})
         return env
 
+    real = False  # True: the plain studiox CLI with its real MCP integrations
+
     def argv(self, *args) -> list[str]:
-        return [sys.executable, "-m", "support.sx", *map(str, args)]
+        return [sys.executable, "-m", "studiox" if self.real else "support.sx", *map(str, args)]
 
     def __call__(self, *args, timeout: float = 60, **env) -> subprocess.CompletedProcess:
         return subprocess.run(self.argv(*args), capture_output=True, text=True, env=self.env(**env),
@@ -57,6 +60,14 @@ class Sx:
 @pytest.fixture
 def sx(tmp_path) -> Sx:
     return Sx(tmp_path)
+
+
+@pytest.fixture
+def studiox(tmp_path) -> Sx:
+    """The plain CLI (real MCP integrations), as a subprocess, in its own state folder."""
+    runner = Sx(tmp_path)
+    runner.real = True
+    return runner
 
 
 def write_mission(path: Path, text: str) -> Path:

@@ -22,11 +22,13 @@ RETRY_NEVER = {"expression", "rejected", "budget"}  # errors that another attemp
 class StepError(Exception):
     """A step failed; ``kind`` decides whether its retry policy applies (timeout, tool_error, …)."""
 
-    def __init__(self, kind: str, message: str, *, details: dict | None = None):
+    def __init__(self, kind: str, message: str, *, details: dict | None = None, outcome_unknown: bool = False):
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.details = details or {}
+        # True when an action may or may not have taken effect (a crash or time-out mid-call)
+        self.outcome_unknown = outcome_unknown
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "message": self.message, **({"details": self.details} if self.details else {})}

@@ -1,0 +1,1 @@
+"""Example integrations that the example missions start (see missions/invoice.yaml)."""
