@@ -40,6 +40,8 @@ def panel(decision: Decision) -> Panel:
 def ask(decision: Decision, queue: DecisionQueue, *, console: Console, read: Callable[[str], str] = input) -> None:
     """Ask a person at the terminal; records their decision in ``queue``, or returns having deferred."""
     console.print(panel(decision))
+    if decision.request.get("in_doubt"):
+        return _ask_in_doubt(decision, queue, console=console, read=read)
     try:
         while True:
             answer = CHOICES.get(read("approve (a), edit (e), reject (r) or defer (d)? [defer] ").strip().lower())
@@ -88,3 +90,39 @@ def _edit(decision: Decision, console: Console, read):
     except DecisionError as e:
         console.print(f"[red]{escape(str(e))}[/]")
         return None
+
+
+def _ask_in_doubt(decision: Decision, queue: DecisionQueue, *, console: Console, read) -> None:
+    """A cut-off call: did it happen (and with what result), or must it be called again?"""
+    choices = {"h": "happened", "happened": "happened", "t": "retry", "retry": "retry", "r": "reject",
+               "reject": "reject", "d": "defer", "defer": "defer", "": "defer"}
+    try:
+        while True:
+            answer = choices.get(read("it happened (h), call it again (t), give up (r) or defer (d)? [defer] ")
+                                 .strip().lower())
+            if answer is None:
+                console.print("please answer h, t, r or d")
+            elif answer == "defer":
+                console.print(f"deferred: decide later with 'studiox approve {decision.id} --happened|--retry'")
+                return
+            elif answer == "reject":
+                reason = ""
+                while not reason:
+                    reason = read("reason (required): ").strip()
+                queue.decide(decision.id, REJECTED, by=os_user(), note=reason)
+                return
+            elif answer == "retry":
+                queue.decide(decision.id, APPROVED, by=os_user(), resolution="retry")
+                return
+            else:
+                raw = read("what did it return? (JSON or text, empty for nothing) ").strip()
+                try:
+                    result = json.loads(raw) if raw else None
+                except ValueError:
+                    result = raw
+                queue.decide(decision.id, APPROVED, by=os_user(), resolution="happened", result=result)
+                return
+    except EOFError:
+        console.print("no answer (end of input): the decision is deferred")
+    except DecisionError as e:
+        console.print(escape(str(e)))

@@ -264,3 +264,25 @@ def test_a_run_without_a_terminal_never_hangs_on_the_prompt(sx):
     result = subprocess.run([sys.executable, "-m", "support.sx", "run", str(PAYMENT)], env=sx.env(),
                             capture_output=True, text=True, timeout=30, input="a\n")  # piped stdin is no TTY
     assert result.returncode == 3 and _paid(sx) == []
+
+
+def test_an_in_doubt_call_is_asked_about_at_the_terminal(sx, terminal):
+    from studiox.store import Store
+
+    # find the event right after the approved payment's action_started, then die there
+    clean = sx("run", PAYMENT, "--input", "amount=40", "-q")
+    store = Store.open(sx.home, create=False)
+    seq = next(e["seq"] for e in store.events(clean.stdout.split()[0]) if e["type"] == "action_started")
+    store.close()
+    sx.effects.unlink()
+    run_id = sx("run", PAYMENT, "--input", "amount=40", "-q", STUDIOX_TEST_KILL_AFTER_EVENT=seq).stdout.split()[0]
+    term = terminal("resume", run_id)
+    screen = term.expect("give up (r) or defer (d)? [defer]")
+    assert "may or may not have happened" in screen
+    term.type("h\n")
+    term.expect("what did it return?")
+    term.type('{"ok": true, "by": "phone"}\n')
+    term.expect("verdict: Paid")
+    assert term.wait() == 0
+    assert _paid(sx) == []  # never called again: a person said it happened
+    assert sx.state(run_id)["steps"][1]["output"] == {"ok": True, "by": "phone"}
