@@ -202,16 +202,30 @@ def run(
     home: Home = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run id and the outcome.")] = False,
     no_input: NoInput = False,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="The model for workers that name none (a name from the mission, or a litellm model); "
+                        "overrides STUDIOX_MODEL and the mission's default.")] = None,
+    cache: Annotated[bool, typer.Option("--cache", help="Answer identical model requests from the store.")] = False,
+    replay: Annotated[Path | None, typer.Option(
+        "--replay", metavar="FILE", help="Answer model calls from a file of scripted answers (offline; see "
+                                         "docs/workers.md).")] = None,
 ) -> None:
     """Run a mission from its first step. Prints the run id first, then each step, then the verdict."""
+    from .doors import env_model
     from .inputs import collect
     from .mission import load
 
     mission = load(mission_file)
     values = collect(mission, input_pairs, input_files)
+    options = {"model": model, "env_model": env_model(), "cache": cache,
+               "replay": str(replay.resolve()) if replay else None}
+    if replay:
+        from .models import Replay
+
+        Replay.load(replay)  # a broken replay file is a usage error before anything runs
     store = _store(home, create=True)
     engine = _engine(store, quiet=quiet, interactive=_interactive(no_input))
-    run_id = engine.start(mission, values)
+    run_id = engine.start(mission, values, {k: v for k, v in options.items() if v})
     _drive(engine, run_id, resume=False)
 
 
@@ -424,12 +438,22 @@ def status(
             "started": state.started["at"] if state.started else None, "duration": state.duration,
             "steps": [{"step": a, "status": e["status"], "output": e.get("output"), "error": e.get("error")}
                       for a, e in state.done.items()],
+            "usage": {"model_calls": len(state.model_calls),
+                      "input_tokens": sum(e["input_tokens"] for e in state.model_calls),
+                      "output_tokens": sum(e["output_tokens"] for e in state.model_calls),
+                      "cost_usd": round(sum(e.get("cost_usd") or 0 for e in state.model_calls), 6),
+                      "cached": sum(1 for e in state.model_calls if e.get("cached"))},
         }))
         return
     style = STATUS_STYLE.get(current, "")
     out.print(f"run [bold]{run_id}[/] · mission {state.mission_name} · [{style}]{current}[/] · "
               f"started {when(state.started['at'] if state.started else None)} · {seconds(state.duration)}")
     out.print(steps_table(state))
+    from .rail import usage_table
+
+    usage = usage_table(state)
+    if usage is not None:
+        out.print(usage)
     if state.finished:
         out.print(finished_line(state.finished))
     elif current in ("interrupted", "waiting"):

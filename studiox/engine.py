@@ -91,7 +91,7 @@ class Engine:
         self,
         store: Store,
         *,
-        ports: Callable[[Mission, str], Ports] | None = None,
+        ports: Callable[[Mission, str, dict], Ports] | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], object] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
@@ -113,8 +113,12 @@ class Engine:
 
     # ------------------------------------------------------------------ starting and driving
 
-    def start(self, mission: Mission, inputs: dict) -> str:
-        """Create a run: register it and journal its start (with the mission snapshot)."""
+    def start(self, mission: Mission, inputs: dict, options: dict | None = None) -> str:
+        """Create a run: register it and journal its start (with the mission snapshot).
+
+        ``options`` are the run's settings from the command line (``model``, ``cache``,
+        ``replay``); they are journaled so that a resumed run keeps them.
+        """
         for _ in range(20):
             run_id = self.new_id()
             if self.store.add_record(f"run:{run_id}", {"mission": mission.name, "created": self.clock()}):
@@ -126,7 +130,7 @@ class Engine:
             "run_started", run=run_id, mission=mission.name, version=mission.version, file=mission.file,
             path=str(Path(mission.file).resolve()),
             digest=mission.digest, source=mission.source, inputs=inputs, studiox=__version__,
-            pid=os.getpid(), host=socket.gethostname(), user=_user(),
+            pid=os.getpid(), host=socket.gethostname(), user=_user(), options=options or {},
         )
         return run_id
 
@@ -168,11 +172,14 @@ class Engine:
             self.store.add_record(f"cancel:{run_id}", {"reason": reason, "user": _user(), "at": self.clock()})
             return "requested"
 
-    def _default_ports(self, mission: Mission, run_id: str) -> Ports:
+    def _default_ports(self, mission: Mission, run_id: str, options: dict) -> Ports:
         from .integrations import MCPTools
+        from .models import LiteLLMModels, Replay
 
         log_dir = self.store.home / "logs" / run_id
-        return Ports(tools=MCPTools(mission.integrations, mission.base_dir, log_dir))
+        replay = Replay.load(options["replay"]) if options.get("replay") else None
+        return Ports(tools=MCPTools(mission.integrations, mission.base_dir, log_dir),
+                     models=LiteLLMModels(replay, sleep=self.sleep))
 
     def _journal(self, run_id: str) -> Journal:
         return Journal(self.store, run_id, clock=self.clock, after_append=self._after_append)
@@ -203,7 +210,8 @@ class _Run:
         self.observations = list(state.observations)
 
     async def main(self) -> Outcome:
-        self.ports = self.engine.ports(self.mission, self.run_id)
+        self.options = (self.state.started or {}).get("options") or {}
+        self.ports = self.engine.ports(self.mission, self.run_id, self.options)
         try:
             root = _Scope()
             await self.sequence(self.mission.steps, "", root)
@@ -303,6 +311,11 @@ class _Run:
             return await self.limited(step, self.foreach(step, address, scope, data))
         ctx = StepContext(step=step, address=address, attempt=attempt, run_id=self.run_id, mission=self.mission,
                           data=data, ports=self.ports, emit=self.emitter(address))
+        if step.kind == "worker":
+            from .doors import WorkerDoors
+
+            doors = WorkerDoors(self, step, address, attempt, data)
+            ctx = replace(ctx, model=doors.model, act=doors.act, resolve_model=doors.resolve_model)
         action = await self.limited(step, self.propose(step, ctx))
         if action is not None and needs_decision(step, action):
             action = self.gate(step, address, action, data)
@@ -312,7 +325,8 @@ class _Run:
         execute = executor_for(step.kind)
         if action is None or action.read_only or action.kind != "tool":
             return await self.limited(step, execute(step, ctx))
-        return await self.acting(step, address, action, ctx, execute)
+        return await self.acting(step, address, action, lambda: execute(step, ctx), key=ctx.idempotency_key,
+                                 emit=ctx.emit)
 
     async def limited(self, step: Step, work):
         """Await ``work`` within the step's time limit."""
@@ -324,7 +338,7 @@ class _Run:
             raise StepError("timeout", f"the step took longer than its time limit of {step.timeout:g}s",
                             outcome_unknown=True) from None
 
-    async def acting(self, step: Step, address: str, action: Action, ctx: StepContext, execute):
+    async def acting(self, step: Step, address: str, action: Action, call, *, key: str, emit):
         """A state-changing call: journaled before and after, never silently made twice.
 
         If an earlier call of this step started but its end was never journaled (a crash or a
@@ -333,9 +347,11 @@ class _Run:
         """
         previous = self.state.actions.get(address)
         if previous is not None and previous["type"] == "action_started":
-            if action.idempotent:
-                ctx.emit("the previous call's outcome is unknown (it was cut off); calling again with the same "
-                         "idempotency key, which this tool honours")
+            if action.read_only:
+                emit("the previous call was cut off; calling this read-only tool again")
+            elif action.idempotent:
+                emit("the previous call's outcome is unknown (it was cut off); calling again with the same "
+                     "idempotency key, which this tool honours")
             else:
                 resolution = self.in_doubt(step, address, action, previous)
                 if resolution["resolution"] == "happened":
@@ -344,9 +360,9 @@ class _Run:
                         "action_finished", step=address, ok=True, result=result, entered_by=resolution["by"])
                     return result
         self.state.actions[address] = self.journal.append(
-            "action_started", step=address, key=ctx.idempotency_key, action=action.as_dict())
+            "action_started", step=address, key=key, action=action.as_dict())
         try:
-            result = await self.limited(step, execute(step, ctx))
+            result = await self.limited(step, call())
         except StepError as e:
             if not e.outcome_unknown:  # the tool said it failed, or was never called: not in doubt
                 self.state.actions[address] = self.journal.append(
@@ -387,13 +403,22 @@ class _Run:
             explain = (f"studiox stopped while calling {action.target} (key {previous['key']}), so it may or may not "
                        "have happened, and the tool does not promise that calling it again is harmless. Check the "
                        "system, then say whether it happened (with its result) or must be called again.")
-            applied = self.decide(step, address, action, {}, slot=slot, in_doubt=explain)
+            applied = self.decide(step, address, action, {}, slot=slot, explain=explain, in_doubt=True)
+        if applied["status"] != APPROVED:
+            raise _Rejected(applied)
+        return applied
+
+    def decide_slot(self, step: Step, address: str, action: Action, slot: str, *, explain: str) -> dict:
+        """A decision that is not about running an action (e.g. a budget): approved, or _Rejected."""
+        applied = self.state.decided.get(slot)
+        if applied is None:
+            applied = self.decide(step, address, action, {}, slot=slot, explain=explain)
         if applied["status"] != APPROVED:
             raise _Rejected(applied)
         return applied
 
     def decide(self, step: Step, address: str, action: Action, data: dict, *, slot: str,
-               in_doubt: str | None = None) -> dict:
+               explain: str | None = None, in_doubt: bool = False) -> dict:
         """Get the decision for ``slot`` (an approval, or an in-doubt question): ask, or park."""
         queue = self.engine.decisions
         waiting = self.state.waiting_by_step.get(slot)
@@ -404,9 +429,9 @@ class _Run:
             decision = queue.request(
                 run_id=self.run_id, mission=self.mission.name, step=address, action=action,
                 evidence=[{"step": o["step"], "message": o["message"]} for o in self.observations[-20:]],
-                explain=in_doubt or (approval.explain if approval else None) or step.description,
-                timeout=approval.timeout if approval else None, in_doubt=bool(in_doubt))
-            if approval and approval.auto_approve_when and not in_doubt:
+                explain=explain or (approval.explain if approval else None) or step.description,
+                timeout=approval.timeout if approval else None, in_doubt=in_doubt)
+            if approval and approval.auto_approve_when and not in_doubt and action.kind == "tool":
                 self.auto_approve(decision, approval, action, data)
                 decision = queue.get(decision.id)
             if decision.outcome is None:

@@ -24,6 +24,7 @@ EVENT_TYPES = (
     "observation",       # what a step saw or did, and why (the Observations rail)
     "action_started",    # a state-changing call is about to be made (journaled before it), with its key
     "action_finished",   # that call's result (or its reported failure)
+    "model_call",        # one model turn of a worker: the reply, tokens, cost, latency (the conversation)
     "waiting",           # the run parks until a decision is made
     "decision_applied",  # the decision the run acted on
     "run_finished",      # succeeded (with a verdict), failed (with an error) or cancelled
@@ -67,6 +68,7 @@ class RunState:
     decided: dict[str, dict] = field(default_factory=dict)  # step address → its 'decision_applied' event
     observations: list[dict] = field(default_factory=list)
     actions: dict[str, dict] = field(default_factory=dict)  # step address → its last action_* event
+    model_calls: list[dict] = field(default_factory=list)  # every model_call event, in order
     resumed: int = 0
 
     @property
@@ -119,6 +121,8 @@ def derive(run_id: str, events: list[dict]) -> RunState:
             state.observations.append(ev)
         elif kind in ("action_started", "action_finished"):
             state.actions[ev["step"]] = ev
+        elif kind == "model_call":
+            state.model_calls.append(ev)
         elif kind == "run_resumed":
             state.resumed += 1
         elif kind in TERMINAL:

@@ -26,9 +26,17 @@ class NoIntegrations:
         return None
 
 
+class NoModels:
+    """The models door of an engine built without one: every call is a clear step error."""
+
+    async def complete(self, call, *, address: str, step_id: str, index: int) -> dict:
+        raise StepError("model_error", "no model door was given to this engine")
+
+
 @dataclass
 class Ports:
     tools: object = field(default_factory=NoIntegrations)
+    models: object = field(default_factory=NoModels)
 
     async def close(self) -> None:
         await self.tools.close()

@@ -81,6 +81,11 @@ def live_line(event: dict) -> str | None:
         return f"  [green]✓[/] {step}[{event['index']}] item done"
     if kind == "observation":
         return f"    [dim]· {escape(event['message'])}[/]"
+    if kind == "model_call":
+        cost = "" if event.get("cost_usd") is None else f" · ${event['cost_usd']:.6f}"
+        cached = " · [bold]cached[/]" if event.get("cached") else f" · {seconds(event.get('latency_s'))}"
+        return f"    [dim]· model {escape(str(event['model']))}: {event['input_tokens']}→{event['output_tokens']} " \
+               f"tokens{cost}{cached}[/]"
     if kind == "waiting":
         action = event["action"]
         return f"  [yellow]⏸[/] {step} needs a decision ({event['decision']}): {escape(action['target'])} " \
@@ -200,4 +205,27 @@ def tools_table(rows: list[dict]) -> Table:
         style = "green" if r["studiox"].startswith("runs freely") else "yellow"
         table.add_row(escape(r["integration"]), escape(r["tool"]), escape(r["annotations"]),
                       escape(", ".join(r["used_by"]) or "—"), f"[{style}]{escape(r['studiox'])}[/]")
+    return table
+
+
+def usage_table(state: RunState) -> Table | None:
+    """Model usage per step and for the whole run: calls, tokens, cost, time."""
+    if not state.model_calls:
+        return None
+    table = Table("step", "model calls", "cached", "tokens in", "tokens out", "cost (USD)", "model time",
+                  header_style="bold", title="model usage")
+    rows: dict[str, list] = {}
+    for e in state.model_calls:
+        rows.setdefault(e["step"], []).append(e)
+
+    def add(label: str, events: list, style: str = "") -> None:
+        costs = [e["cost_usd"] for e in events if e.get("cost_usd") is not None]
+        table.add_row(f"[{style}]{escape(label)}[/]" if style else escape(label), str(len(events)),
+                      str(sum(1 for e in events if e.get("cached"))), str(sum(e["input_tokens"] for e in events)),
+                      str(sum(e["output_tokens"] for e in events)), f"{sum(costs):.6f}" if costs else "—",
+                      seconds(sum(e.get("latency_s") or 0 for e in events)))
+
+    for step, events in rows.items():
+        add(step, events)
+    add("run total", state.model_calls, "bold")
     return table

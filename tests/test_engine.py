@@ -51,7 +51,7 @@ class Harness:
         async def fake_sleep(seconds):
             self.sleeps.append(seconds)
 
-        self.engine = Engine(self.store, ports=lambda m, run_id: Ports(tools=self.tools), sleep=fake_sleep,
+        self.engine = Engine(self.store, ports=lambda m, run_id, options: Ports(tools=self.tools), sleep=fake_sleep,
                              rng=lambda: 0.5, clock=lambda: 1_000.0)
 
     def run(self, text: str, inputs: dict | None = None):

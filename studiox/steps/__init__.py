@@ -54,6 +54,10 @@ class StepContext:
     ports: Any  # studiox.ports.Ports
     emit: Callable[..., None] = field(repr=False)
     action: Any = None  # the approved action (studiox.governance.Action) of a gated step
+    # doors the engine opens for workers: durable model turns, gated tool calls, model choice
+    model: Callable[..., Any] | None = field(default=None, repr=False)
+    act: Callable[..., Any] | None = field(default=None, repr=False)
+    resolve_model: Callable[..., Any] | None = field(default=None, repr=False)
 
     def render(self, value):
         """Evaluate the expressions inside ``value``; a failure is the step's error."""
@@ -81,7 +85,7 @@ def proposer_for(kind: str):
 
 def executor_for(kind: str):
     """The ``execute`` function of a step kind."""
-    from . import branch, control, set_, tool
+    from . import branch, control, set_, tool, worker
 
     table = {
         "set": set_.execute,
@@ -89,7 +93,7 @@ def executor_for(kind: str):
         "fail": control.execute_fail,
         "finish": control.execute_finish,
         "tool": tool.execute,
-        "worker": control.execute_unavailable,
+        "worker": worker.execute,
         "retrieve": control.execute_unavailable,
     }
     return table[kind]

@@ -44,7 +44,7 @@ class EffectTools:
         return None
 
 
-cli.PORTS_FACTORY = lambda mission, run_id: Ports(tools=EffectTools())
+cli.PORTS_FACTORY = lambda mission, run_id, options: Ports(tools=EffectTools())
 
 if __name__ == "__main__":
     sys.exit(cli.main())

@@ -1,0 +1,190 @@
+"""The doors the engine opens for an AI Worker: durable model turns, budgets, the response cache,
+gated tool calls and the choice of model.
+
+A worker's conversation is made of model turns and tool results; both are journaled as they
+happen (``model_call``, ``action_started``/``action_finished``), so a worker that parks for a
+decision, or whose process dies, is re-run from its start on resume and every turn already done
+is answered from the journal: the model is not asked again, a tool is not called again.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from .governance import Action, needs_decision
+from .mission import Step
+from .models import ModelCall
+from .steps import StepError
+
+if TYPE_CHECKING:
+    from .engine import _Run
+
+_LIMITS = (("max_cost_usd", "cost", "US dollars"), ("max_tokens", "tokens", "tokens"),
+           ("max_tool_calls", "tool_calls", "tool calls"))
+
+
+class WorkerDoors:
+    """Bound to one attempt of one worker step."""
+
+    def __init__(self, run: _Run, step: Step, address: str, attempt: int, data: dict):
+        self.run, self.step, self.address, self.attempt, self.data = run, step, address, attempt, data
+        self.turn = 0
+        self.calls = 0
+        self.journaled = [e for e in run.state.model_calls if e["step"] == address and e["attempt"] == attempt]
+        self.prefix = address if attempt == 1 else f"{address}@{attempt}"
+
+    # ------------------------------------------------------------------ models
+
+    def resolve_model(self, name: str | None) -> tuple[str, dict]:
+        """The litellm model and its settings: the step's own choice, else --model, else STUDIOX_MODEL
+        (both as they were when the run started), else the mission's default model."""
+        mission, options = self.run.mission, self.run.options
+        chosen = name or options.get("model") or options.get("env_model")
+        if chosen is None:
+            default = mission.default_model
+            if default is None:
+                raise StepError("model_error", "no model: name one on the worker, in the mission's models, with "
+                                "--model, or in STUDIOX_MODEL")
+            return default.model, dict(default.settings)
+        if chosen in mission.models:
+            model = mission.models[chosen]
+            return model.model, dict(model.settings)
+        return chosen, {}
+
+    async def model(self, call: ModelCall) -> dict:
+        """One model turn: from the journal if it was already taken, else checked against the budget,
+        answered from the cache or by the model, and journaled."""
+        index = self.turn
+        self.turn += 1
+        if index < len(self.journaled):
+            return self.journaled[index]["reply"]
+        self.within_budget(("cost", "tokens"))
+        use_cache = bool(self.step.spec.get("cache") or self.run.options.get("cache"))
+        store = self.run.engine.store
+        reply = store.record(f"cache:{call.fingerprint()}") if use_cache else None
+        cached = reply is not None
+        if not cached:
+            reply = await self.run.ports.models.complete(call, address=self.address, step_id=self.step.id,
+                                                         index=index)
+            if use_cache:
+                store.add_record(f"cache:{call.fingerprint()}", reply)
+        event = self.run.journal.append(
+            "model_call", step=self.address, attempt=self.attempt, index=index, reply=reply, cached=cached,
+            model=reply["model"], input_tokens=reply["input_tokens"], output_tokens=reply["output_tokens"],
+            cost_usd=0.0 if cached else reply["cost_usd"], latency_s=0.0 if cached else reply["latency_s"])
+        self.run.state.model_calls.append(event)
+        self.journaled.append(event)
+        return reply
+
+    # ------------------------------------------------------------------ tools
+
+    async def act(self, target: str, arguments: dict):
+        """A tool call the model asked for: through the same gate as tool steps, exactly once.
+
+        Returns the tool's result, or (told to the model) its error or a person's rejection.
+        """
+        from .engine import _Rejected
+
+        self.calls += 1
+        address = f"{self.prefix}/call{self.calls}"
+        run = self.run
+        done = run.state.actions.get(address)
+        if done is not None and done["type"] == "action_finished":
+            return done["result"] if done["ok"] else {"error": done["error"]["message"]}
+        integration, tool = target.split(".", 1)
+        info = await run.ports.tools.describe(integration, tool) or {}
+        action = Action("tool", target, arguments, read_only=bool(info.get("read_only")),
+                        input_schema=info.get("input_schema"), idempotent=bool(info.get("idempotent")))
+        self.within_budget(("tool_calls",))
+        emit = run.emitter(self.address)
+        if needs_decision(_no_required(self.step), action):
+            try:
+                action = run.gate(self.step, address, action, self.data)
+            except _Rejected as r:
+                why = r.applied.get("note") or "no reason given"
+                emit(f"{target} was {r.applied['status']} by {r.applied['by']}: the model is told so")
+                run.journal.append("action_finished", step=address, ok=False,
+                                   error={"kind": "rejected", "message": f"a person rejected this call: {why}"})
+                return {"rejected": True, "reason": why}
+        emit(f"calling {target}", arguments=action.arguments)
+        key = f"{run.run_id}/{address}"
+
+        async def call():
+            return await run.ports.tools.call(integration, tool, action.arguments, key=key)
+
+        try:
+            return await run.acting(self.step, address, action, call, key=key, emit=emit)
+        except StepError as e:
+            if e.outcome_unknown:
+                raise  # a cut-off state-changing call is the engine's business, not the model's
+            return {"error": e.message}
+
+    # ------------------------------------------------------------------ budgets
+
+    def within_budget(self, kinds: tuple[str, ...]) -> None:
+        """Before a model or tool call: a used-up budget asks a person whether to go on, and by how much."""
+        for scope, budget in (("mission", self.run.mission.budget), ("step", self.step.budget)):
+            for limit_name, kind, unit in _LIMITS:
+                if kind not in kinds or not budget or budget.get(limit_name) is None:
+                    continue
+                granted = self.extensions(scope, limit_name)
+                limit = budget[limit_name] + granted
+                spent = self.spent(scope)[kind]
+                if spent < limit:
+                    continue
+                self.ask_for_more(scope, limit_name, unit, limit, spent, budget[limit_name])
+
+    def spent(self, scope: str) -> dict:
+        calls = self.run.state.model_calls
+        if scope == "step":
+            calls = [e for e in calls if e["step"] == self.address]
+        # every tool call a worker made is journaled under "STEP/callN" (or "STEP@ATTEMPT/callN")
+        made = [k for k in self.run.state.actions if "/call" in k]
+        if scope == "step":
+            made = [k for k in made if k.split("/call")[0].split("@")[0] == self.address]
+        return {"cost": round(sum(e.get("cost_usd") or 0.0 for e in calls), 6),
+                "tokens": sum(e["input_tokens"] + e["output_tokens"] for e in calls),
+                "tool_calls": len(made)}
+
+    def extensions(self, scope: str, limit_name: str) -> float:
+        slot = self.slot(scope, limit_name)
+        return sum(e["action"]["arguments"]["raise_by"] for k, e in self.run.state.decided.items()
+                   if k.startswith(slot) and e["status"] == "approved")
+
+    def slot(self, scope: str, limit_name: str) -> str:
+        return f"budget:{'mission' if scope == 'mission' else self.address}:{limit_name}:"
+
+    def ask_for_more(self, scope: str, limit_name: str, unit: str, limit: float, spent: float, step_size) -> None:
+        from .engine import _Rejected
+
+        run = self.run
+        number = 1 + sum(1 for k in run.state.decided if k.startswith(self.slot(scope, limit_name)))
+        slot = f"{self.slot(scope, limit_name)}{number}"
+        action = Action("budget", f"{scope} budget: {limit_name}", {
+            "limit": limit, "spent": spent, "raise_by": step_size})
+        run.emitter(self.address)(f"the {scope}'s budget of {limit:g} {unit} is used up ({spent:g}); asking "
+                                  "whether to go on")
+        try:
+            run.decide_slot(self.step, self.address, action, slot,
+                            explain=f"The {scope}'s budget ({limit_name} = {limit:g} {unit}) is used up: {spent:g} "
+                                    f"so far. Approve to allow {step_size:g} more (change it with --set "
+                                    "raise_by=N), or reject to stop the run here.")
+        except _Rejected as r:
+            why = r.applied.get("note") or "no reason given"
+            raise StepError("budget", f"the {scope}'s budget ({limit_name} {limit:g}) is used up ({spent:g}) and "
+                            f"{r.applied['by']} declined to raise it: {why}") from None
+
+
+def _no_required(step: Step) -> Step:
+    """A worker's tool calls are gated by what they do; 'approval: required' gates the worker itself."""
+    from dataclasses import replace
+
+    if step.approval is None or not step.approval.required:
+        return step
+    return replace(step, approval=replace(step.approval, required=False))
+
+
+def env_model() -> str | None:
+    """STUDIOX_MODEL, read when a run starts."""
+    return os.environ.get("STUDIOX_MODEL") or None
