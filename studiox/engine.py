@@ -174,12 +174,14 @@ class Engine:
 
     def _default_ports(self, mission: Mission, run_id: str, options: dict) -> Ports:
         from .integrations import MCPTools
+        from .knowledge import Knowledge
         from .models import LiteLLMModels, Replay
 
         log_dir = self.store.home / "logs" / run_id
         replay = Replay.load(options["replay"]) if options.get("replay") else None
         return Ports(tools=MCPTools(mission.integrations, mission.base_dir, log_dir),
-                     models=LiteLLMModels(replay, sleep=self.sleep))
+                     models=LiteLLMModels(replay, sleep=self.sleep),
+                     knowledge=Knowledge(mission.knowledge, mission.base_dir))
 
     def _journal(self, run_id: str) -> Journal:
         return Journal(self.store, run_id, clock=self.clock, after_append=self._after_append)

@@ -12,15 +12,14 @@ from .steps import StepError
 
 
 class NoIntegrations:
-    """The tools door of a build without integrations: every call is a clear step error."""
+    """The tools door of an engine built without one: every call is a clear step error."""
 
     async def describe(self, integration: str, tool: str) -> dict | None:
         """What is known of a tool: read_only, idempotent, input_schema; None when nothing is."""
         return None
 
     async def call(self, integration: str, tool: str, arguments: dict, *, key: str):
-        raise StepError("unavailable", f"cannot call {integration}.{tool}: integrations are not available in this "
-                        "version of studiox yet")
+        raise StepError("tool_error", f"cannot call {integration}.{tool}: no tools door was given to this engine")
 
     async def close(self) -> None:
         return None
@@ -33,10 +32,18 @@ class NoModels:
         raise StepError("model_error", "no model door was given to this engine")
 
 
+class NoKnowledge:
+    """The knowledge door of an engine built without one."""
+
+    async def search(self, source: str, query: str, top: int) -> list[dict]:
+        raise StepError("knowledge", "no knowledge door was given to this engine")
+
+
 @dataclass
 class Ports:
     tools: object = field(default_factory=NoIntegrations)
     models: object = field(default_factory=NoModels)
+    knowledge: object = field(default_factory=NoKnowledge)
 
     async def close(self) -> None:
         await self.tools.close()

@@ -85,7 +85,7 @@ def proposer_for(kind: str):
 
 def executor_for(kind: str):
     """The ``execute`` function of a step kind."""
-    from . import branch, control, set_, tool, worker
+    from . import branch, control, retrieve, set_, tool, worker
 
     table = {
         "set": set_.execute,
@@ -94,6 +94,6 @@ def executor_for(kind: str):
         "finish": control.execute_finish,
         "tool": tool.execute,
         "worker": worker.execute,
-        "retrieve": control.execute_unavailable,
+        "retrieve": retrieve.execute,
     }
     return table[kind]

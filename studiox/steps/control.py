@@ -23,7 +23,3 @@ async def execute_finish(step, ctx):
         raise StepError("invalid_output", f"the verdict '{verdict}' is not one of {', '.join(choices)}")
     ctx.emit(f"the mission finishes early: {verdict}", note=note)
     return {"verdict": verdict, "note": note}
-
-
-async def execute_unavailable(step, ctx):
-    raise StepError("unavailable", f"'{step.kind}' steps cannot run in this version of studiox yet")
