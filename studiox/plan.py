@@ -65,6 +65,11 @@ def _notes(step: Step) -> str:
         notes.append(f"time limit {step.timeout:g}s")
     if step.on_error.action != "fail":
         notes.append(f"on error: {step.on_error.goto or step.on_error.action}")
+    if step.kind == "worker" and step.spec.get("tools"):
+        notes.append("its state-changing tool calls need a decision")
+    if step.kind == "worker" and (step.budget or step.spec.get("cache")):
+        notes.append(", ".join(filter(None, ["budgeted" if step.budget else "", "cached" if step.spec.get("cache")
+                                             else ""])))
     if step.approval and step.approval.required:
         notes.append("needs a human decision")
     elif step.kind == "tool" and step.trust == "read_only":

@@ -53,10 +53,7 @@ def ask(decision: Decision, queue: DecisionQueue, *, console: Console, read: Cal
                               f"{decision.id} --reason ...'")
                 return
             if answer == "reject":
-                reason = ""
-                while not reason:
-                    reason = read("reason (required): ").strip()
-                queue.decide(decision.id, REJECTED, by=os_user(), note=reason)
+                _reject(decision, queue, read)
                 console.print(f"[red]rejected[/] {decision.id}")
                 return
             action = None
@@ -72,6 +69,14 @@ def ask(decision: Decision, queue: DecisionQueue, *, console: Console, read: Cal
         console.print("no answer (end of input): the decision is deferred")
     except DecisionError as e:  # decided meanwhile from another shell
         console.print(escape(str(e)))
+
+
+def _reject(decision: Decision, queue: DecisionQueue, read) -> None:
+    """A rejection needs a reason: ask until there is one."""
+    reason = ""
+    while not reason:
+        reason = read("reason (required): ").strip()
+    queue.decide(decision.id, REJECTED, by=os_user(), note=reason)
 
 
 def _edit(decision: Decision, console: Console, read):
@@ -106,10 +111,7 @@ def _ask_in_doubt(decision: Decision, queue: DecisionQueue, *, console: Console,
                 console.print(f"deferred: decide later with 'studiox approve {decision.id} --happened|--retry'")
                 return
             elif answer == "reject":
-                reason = ""
-                while not reason:
-                    reason = read("reason (required): ").strip()
-                queue.decide(decision.id, REJECTED, by=os_user(), note=reason)
+                _reject(decision, queue, read)
                 return
             elif answer == "retry":
                 queue.decide(decision.id, APPROVED, by=os_user(), resolution="retry")
