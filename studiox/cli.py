@@ -152,7 +152,8 @@ def _engine(store, *, quiet: bool = False, interactive: bool = False):
             ask(decision, queue, console=out)
 
     kill = os.environ.get("STUDIOX_TEST_KILL_AFTER_EVENT")  # test door: see tests/test_crash.py
-    return Engine(store, ports=PORTS_FACTORY, listener=show, kill_after_event=int(kill) if kill else None,
+    kill_after = (int(kill) if kill.isdigit() else kill) if kill else None  # an event's number, or its type
+    return Engine(store, ports=PORTS_FACTORY, listener=show, kill_after_event=kill_after,
                   prompt=prompt)
 
 

@@ -97,7 +97,7 @@ class Engine:
         rng: Callable[[], float] = random.random,
         new_id: Callable[[], str] | None = None,
         listener: Callable[[dict], None] | None = None,
-        kill_after_event: int | None = None,
+        kill_after_event: int | str | None = None,
         prompt: Callable[[Decision, DecisionQueue], None] | None = None,
     ):
         self.store = store
@@ -189,7 +189,7 @@ class Engine:
     def _after_append(self, event: dict) -> None:
         if self.listener:
             self.listener(event)
-        if self.kill_after_event is not None and event["seq"] == self.kill_after_event:
+        if self.kill_after_event in (event["seq"], event["type"]):
             os.kill(os.getpid(), signal.SIGKILL)  # test door: die right after this event is on disk
 
 

@@ -44,7 +44,14 @@ class EffectTools:
         return None
 
 
-cli.PORTS_FACTORY = lambda mission, run_id, options: Ports(tools=EffectTools())
+def _ports(mission, run_id, options) -> Ports:
+    from studiox.models import LiteLLMModels, Replay
+
+    replay = Replay.load(options["replay"]) if options.get("replay") else None
+    return Ports(tools=EffectTools(), models=LiteLLMModels(replay))
+
+
+cli.PORTS_FACTORY = _ports
 
 if __name__ == "__main__":
     sys.exit(cli.main())
