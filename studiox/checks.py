@@ -14,8 +14,8 @@ from pathlib import Path
 
 from . import expressions as ex
 from .errors import Problem
-from .schema import render_path, suggest
-from .yamlread import Located
+from .schema import suggest
+from .yamlread import Located, render_path
 
 KINDS = ("worker", "tool", "retrieve", "set", "foreach", "branch", "fail", "finish")
 ROOTS = ("inputs", "steps", "mission", "run")
@@ -228,6 +228,8 @@ class _Checker:
                 self.check_tool_name(tool, (*path, "tools", i))
 
     def check_tool_name(self, tool: str, path: tuple) -> None:
+        if "." not in tool:
+            return  # the schema already says how a tool is named
         integration = tool.split(".", 1)[0]
         names = self.section("integrations")
         if integration not in names:

@@ -9,7 +9,7 @@ from functools import cache
 from pathlib import Path
 
 from .errors import Problem
-from .yamlread import Located
+from .yamlread import Located, render_path
 
 _HERE = Path(__file__).resolve().parent
 # In a wheel the schema is packaged beside this module; in a source checkout it is ../schemas.
@@ -63,22 +63,6 @@ def suggest(word: str, choices) -> str:
     """' — did you mean 'x'?' when a close choice exists, else ''."""
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" — did you mean '{close[0]}'?" if close else ""
-
-
-def render_path(data, path) -> str:
-    """A YAML path as people read it: ``steps[2] (id: budget).arguments.amount``."""
-    out = ""
-    node = data
-    for seg in path:
-        if isinstance(seg, int):
-            out += f"[{seg}]"
-            node = node[seg] if isinstance(node, list) and seg < len(node) else None
-            if isinstance(node, dict) and isinstance(node.get("id"), str) and ("steps" in out):
-                out += f" (id: {node['id']})"
-        else:
-            out += f".{seg}" if out else str(seg)
-            node = node.get(seg) if isinstance(node, dict) else None
-    return out
 
 
 def check(located: Located) -> list[Problem]:
@@ -171,8 +155,12 @@ def _translate_one_of(error, path):
         yield path, _one_of_conflict(error), False
         return
     if len(fitting) == 1:
+        other = [b for b in error.validator_value if isinstance(b, dict) and b.get("required") == ["goto"]]
         for sub in fitting[0]:
-            yield from _translate(sub)
+            for sub_path, message, on_key in _translate(sub):
+                if sub.validator == "enum" and other:  # on_error: also {goto: STEP}
+                    message += ", or {goto: STEP}"
+                yield sub_path, message, on_key
         return
     if len(fitting) > 1:
         yield path, _one_of_conflict(error), False
@@ -212,5 +200,6 @@ def _unknown_key_message(key: str, known: list[str], sch: dict) -> str:
 
 
 def _slug(text) -> str:
-    slug = re.sub(r"[^a-z0-9_]+", "_", str(text).lower()).strip("_")
+    spaced = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", str(text))  # checkBudget → check_Budget
+    slug = re.sub(r"[^a-z0-9_]+", "_", spaced.lower()).strip("_")
     return slug if slug and slug[0].isalpha() else f"x_{slug}" if slug else "my_name"

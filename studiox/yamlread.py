@@ -18,6 +18,7 @@ from .errors import MissionInvalid, Problem
 MAX_BYTES = 1024 * 1024
 MAX_NODES = 100_000  # nodes after alias expansion: far above any real mission, far below a bomb
 MAX_DEPTH = 64
+_PLAIN_TAGS = {"tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"}
 
 Path = tuple  # of str keys and int indexes
 
@@ -81,6 +82,24 @@ class Located:
         return self.values.get((), (1, 1))
 
 
+def render_path(data, path) -> str:
+    """A YAML path as people read it: ``steps[2] (id: budget).arguments.amount``."""
+    if len(path) > 12:  # a runaway path (an alias that refers to itself): its start says enough
+        return render_path(data, path[:8]) + "…"
+    out = ""
+    node = data
+    for seg in path:
+        if isinstance(seg, int):
+            out += f"[{seg}]"
+            node = node[seg] if isinstance(node, list) and seg < len(node) else None
+            if isinstance(node, dict) and isinstance(node.get("id"), str) and ("steps" in out):
+                out += f" (id: {node['id']})"
+        else:
+            out += f".{seg}" if out else str(seg)
+            node = node.get(seg) if isinstance(node, dict) else None
+    return out
+
+
 def _problem(file: str, line: int, col: int, message: str, path: str = "") -> MissionInvalid:
     return MissionInvalid([Problem(file, line, col, path, message)])
 
@@ -114,9 +133,11 @@ def load(file: str, text: str) -> Located:
     located = Located(file=file, data=None, text=text)
     builder = _Builder(located)
     located.data = builder.build(node, (), 0)
+    problems = [Problem(file, line, col, render_path(located.data, raw), message)
+                for line, col, raw, message in builder.problems]
     if builder.bombed:
-        raise MissionInvalid(builder.problems)
-    located.problems = builder.problems
+        raise MissionInvalid(problems)
+    located.problems = problems
     return located
 
 
@@ -129,6 +150,11 @@ def _translate_parse_error(file: str, text: str, e: yaml.MarkedYAMLError) -> Mis
         msg = "a tab character is used for indentation; YAML allows only spaces there"
     elif "expected a single document" in str(e) or "but found another document" in str(e):
         msg = "the file holds more than one YAML document ('---'); a mission is one document"
+    elif e.context and "flow" in e.context and e.context_mark is not None and e.context_mark.line + 1 < line:
+        bracket = "{" if "mapping" in e.context else "["
+        closing = "}" if bracket == "{" else "]"
+        msg = (f"the '{bracket}' opened on line {e.context_mark.line + 1} is not closed with '{closing}' before "
+               "this point")
     else:
         context = f"{e.context}, " if e.context else ""
         msg = f"this is not valid YAML: {context}{problem}"
@@ -139,20 +165,23 @@ def _translate_parse_error(file: str, text: str, e: yaml.MarkedYAMLError) -> Mis
     return _problem(file, line, col, msg)
 
 
+def _short(tag: str) -> str:
+    return tag.replace("tag:yaml.org,2002:", "!!")
+
+
 class _Builder:
     """Turns a composed node graph into plain data, collecting problems instead of stopping."""
 
     def __init__(self, located: Located):
         self.loc = located
-        self.problems: list[Problem] = []
+        self.problems: list[tuple] = []  # (line, column, path, message)
         self.count = 0
         self.bombed = False
         self.constructor = _Loader("")
 
     def _add(self, node: yaml.Node, message: str, path: Path = ()) -> None:
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
-        self.problems.append(Problem(self.loc.file, node.start_mark.line + 1, node.start_mark.column + 1, where,
-                                     message))
+        # the path is rendered once the data is built, so that steps can be named by their id
+        self.problems.append((node.start_mark.line + 1, node.start_mark.column + 1, path, message))
 
     def build(self, node: yaml.Node, path: Path, depth: int):
         self.count += 1
@@ -163,28 +192,32 @@ class _Builder:
                           "that is an 'alias bomb', not a mission — write the values out, or use fewer aliases")
             return None
         if depth > MAX_DEPTH:
-            self._add(node, f"values are nested more than {MAX_DEPTH} levels deep (or an alias refers to itself)")
+            self._add(node, f"values are nested more than {MAX_DEPTH} levels deep (or an alias refers to itself)", path)
             self.bombed = True
             self.count = MAX_NODES + 1
             return None
         self.loc.values.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
         if isinstance(node, yaml.ScalarNode):
-            return self._scalar(node)
+            return self._scalar(node, path)
+        if node.tag not in _PLAIN_TAGS:
+            self._add(node, f"the tag '{_short(node.tag)}' is not allowed; missions hold only plain text, numbers, "
+                      "true/false, lists and mappings", path)
+            return None
         if isinstance(node, yaml.SequenceNode):
             return [self.build(child, (*path, i), depth + 1) for i, child in enumerate(node.value)]
         return self._mapping(node, path, depth)
 
-    def _scalar(self, node: yaml.ScalarNode):
+    def _scalar(self, node: yaml.ScalarNode, path: Path):
         try:
             value = self.constructor.construct_object(node, deep=True)
-        except yaml.constructor.ConstructorError as e:
-            self._add(node, f"the tag {node.tag!r} is not allowed; missions hold only plain text, numbers, "
-                      f"true/false, lists and mappings ({(e.problem or '').strip()})")
+        except yaml.constructor.ConstructorError:
+            self._add(node, f"the tag '{_short(node.tag)}' is not allowed; missions hold only plain text, numbers, "
+                      "true/false, lists and mappings", path)
             return None
         if isinstance(value, (_dt.date, _dt.datetime)):
             return value.isoformat()  # JSON has no dates: keep what the author wrote
         if isinstance(value, bytes):
-            self._add(node, "binary values (!!binary) are not allowed in a mission")
+            self._add(node, "binary values (!!binary) are not allowed in a mission", path)
             return None
         return value
 
