@@ -86,7 +86,7 @@ def parse_template(text: str) -> Template | None:
         parts.append(text[pos:])
     expressions = [p for p in parts if isinstance(p, Expr)]
     if len(expressions) == 1 and all(isinstance(p, Expr) or not p.strip() for p in parts):
-        parts = expressions  # one expression with spaces around it keeps its native type
+        parts = list(expressions)  # one expression with spaces around it keeps its native type
     return Template(tuple(parts))
 
 
@@ -175,11 +175,11 @@ def _references(node: ast.AST, bound: frozenset[str]) -> Iterator[tuple[str, ...
     if chain is not None:
         if chain[0] not in bound and chain[0] not in _CONSTANTS:
             yield chain
-        if isinstance(node, (ast.Attribute, ast.Subscript)):
-            # indexes that are themselves expressions read data too
-            for sub in ast.walk(node):
-                if isinstance(sub, ast.Subscript) and _chain(sub.slice) is None:
-                    yield from _references(sub.slice, bound)
+        link = node
+        while isinstance(link, (ast.Attribute, ast.Subscript)):  # indexes computed from data read data too
+            if isinstance(link, ast.Subscript) and not isinstance(link.slice, ast.Constant):
+                yield from _references(link.slice, bound)
+            link = link.value
         return
     if isinstance(node, ast.Call):
         for arg in node.args:
@@ -274,37 +274,61 @@ def _fn_max(*items):
     return max(values) if values else None
 
 
-def _text(name: str, *values) -> None:
-    _need(all(isinstance(v, str) for v in values), f"{name}() needs text")
+def _fn_abs(x):
+    _need(_is_number(x), "abs() needs a number")
+    return abs(x)
 
 
-FUNCTIONS: dict[str, Callable] = {
-    "len": _fn_len,
-    "number": _fn_number,
-    "string": lambda x: x if isinstance(x, str) else json.dumps(x),
-    "round": _fn_round,
-    "abs": lambda x: abs(x) if _is_number(x) else _need(False, "abs() needs a number"),
-    "min": _fn_min,
-    "max": _fn_max,
-    "sum": lambda xs: sum(_numbers("sum", [xs])),
-    "lower": lambda s: (_text("lower", s), s.lower())[1],
-    "upper": lambda s: (_text("upper", s), s.upper())[1],
-    "trim": lambda s: (_text("trim", s), s.strip())[1],
-    "startswith": lambda s, p: (_text("startswith", s, p), s.startswith(p))[1],
-    "endswith": lambda s, p: (_text("endswith", s, p), s.endswith(p))[1],
-    "contains": lambda c, x: _in(x, c),
-    "join": lambda xs, sep=", ": (_need(isinstance(xs, list), "join() needs a list"), sep.join(
-        x if isinstance(x, str) else json.dumps(x) for x in xs))[1],
-    "split": lambda s, sep=None: (_text("split", s), s.split(sep))[1],
-    "keys": lambda m: (_need(isinstance(m, dict), "keys() needs a mapping"), list(m))[1],
-    "values": lambda m: (_need(isinstance(m, dict), "values() needs a mapping"), list(m.values()))[1],
-    "any": lambda xs: (_need(isinstance(xs, list), "any() needs a list"), any(xs))[1],
-    "all": lambda xs: (_need(isinstance(xs, list), "all() needs a list"), all(xs))[1],
-    "sorted": lambda xs: (_need(isinstance(xs, list), "sorted() needs a list"), _sorted(xs))[1],
-    "default": lambda x, d: d if x is None else x,
-    "to_json": lambda x: json.dumps(x, sort_keys=True),
-    "from_json": lambda s: (_text("from_json", s), _from_json(s))[1],
+def _fn_join(items: list, separator: str = ", ") -> str:
+    return separator.join(x if isinstance(x, str) else json.dumps(x) for x in items)
+
+
+# name → (function, what each argument must be: "text", "list", "mapping", or None for anything;
+# no tuple at all when the function takes any number of values and checks them itself)
+_SIGNATURES: dict[str, tuple[Callable, tuple | None]] = {
+    "len": (_fn_len, (None,)),
+    "number": (_fn_number, (None,)),
+    "string": (lambda x: x if isinstance(x, str) else json.dumps(x), (None,)),
+    "round": (_fn_round, (None, None)),
+    "abs": (_fn_abs, (None,)),
+    "min": (_fn_min, None),  # min(list) or min(a, b, ...)
+    "max": (_fn_max, None),
+    "sum": (lambda xs: sum(_numbers("sum", [xs])), (None,)),
+    "lower": (str.lower, ("text",)),
+    "upper": (str.upper, ("text",)),
+    "trim": (str.strip, ("text",)),
+    "startswith": (str.startswith, ("text", "text")),
+    "endswith": (str.endswith, ("text", "text")),
+    "contains": (lambda container, x: _in(x, container), (None, None)),
+    "join": (_fn_join, ("list", "text")),
+    "split": (lambda text, separator=None: text.split(separator), ("text", "text")),
+    "keys": (lambda m: list(m), ("mapping",)),
+    "values": (lambda m: list(m.values()), ("mapping",)),
+    "any": (any, ("list",)),
+    "all": (all, ("list",)),
+    "sorted": (lambda xs: _sorted(xs), ("list",)),
+    "default": (lambda x, fallback: fallback if x is None else x, (None, None)),
+    "to_json": (lambda x: json.dumps(x, sort_keys=True), (None,)),
+    "from_json": (lambda text: _from_json(text), ("text",)),
 }
+FUNCTIONS = {name: fn for name, (fn, _) in _SIGNATURES.items()}
+_KINDS = {"text": str, "list": list, "mapping": dict}
+
+
+def call_function(name: str, args: list):
+    """Call one of the expression functions, checking what its arguments are first."""
+    fn, kinds = _SIGNATURES[name]
+    if kinds is None:  # any number of values of any kind: the function checks them
+        return fn(*args)
+    if len(args) > len(kinds):
+        raise ExpressionError(f"{name}() takes at most {len(kinds)} value{'s' if len(kinds) > 1 else ''}")
+    for arg, kind in zip(args, kinds, strict=False):
+        if kind is not None and not isinstance(arg, _KINDS[kind]):
+            raise ExpressionError(f"{name}() needs {'a ' + kind if kind != 'text' else 'text'}, not {type_name(arg)}")
+    try:
+        return fn(*args)
+    except TypeError:
+        raise ExpressionError(f"{name}() was called with the wrong number of values") from None
 
 
 def _sorted(xs: list) -> list:
@@ -418,11 +442,7 @@ class _Evaluator:
         return self.run(node.body if self.run(node.test, scope) else node.orelse, scope)
 
     def _Call(self, node, scope):
-        args = [self.run(a, scope) for a in node.args]
-        try:
-            return FUNCTIONS[node.func.id](*args)
-        except TypeError:
-            raise ExpressionError(f"{node.func.id}() was called with the wrong number of values") from None
+        return call_function(node.func.id, [self.run(a, scope) for a in node.args])
 
     def _List(self, node, scope):
         return [self.run(e, scope) for e in node.elts]
