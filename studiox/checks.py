@@ -54,7 +54,8 @@ class _Checker:
 
     @property
     def data(self) -> dict:
-        return self.loc.data
+        data = self.loc.data
+        return data if isinstance(data, dict) else {}
 
     def section(self, name: str) -> dict:
         value = self.data.get(name)

@@ -70,10 +70,10 @@ def validate(
     as_json: AsJson = False,
 ) -> None:
     """Check mission files and show each valid one's plan. Exit 0 when all are valid, else 2."""
-    from .mission import load
+    from .mission import Mission, load
     from .plan import plan
 
-    results = []
+    results: list[tuple[str, Mission | None, list]] = []
     for file in files:
         try:
             mission = load(file)
@@ -86,15 +86,15 @@ def validate(
                     "problems": [p.as_json() for p in problems]} for f, m, problems in results]
         out.print_json(json.dumps({"files": payload}))
     else:
-        for file, mission, problems in results:
-            if mission is None:
+        for name, found, problems in results:
+            if found is None:
                 for problem in problems:
                     err.print(problem.render(), markup=False)
-                err.print(f"[red]✗[/] {file}: {len(problems)} problem{'s' if len(problems) != 1 else ''}")
+                err.print(f"[red]✗[/] {name}: {len(problems)} problem{'s' if len(problems) != 1 else ''}")
                 continue
-            out.print(f"[green]✓[/] {file}: mission [bold]{mission.name}[/], {len(mission.steps)} steps")
+            out.print(f"[green]✓[/] {name}: mission [bold]{found.name}[/], {len(found.steps)} steps")
             table = Table("#", "step", "kind", "touches", "notes", box=None, pad_edge=False)
-            for row in plan(mission):
+            for row in plan(found):
                 table.add_row(row.number, row.step.id, row.step.kind, row.touches, row.notes)
             out.print(table)
     raise typer.Exit(EXIT_OK if all(m is not None for _, m, _ in results) else EXIT_USAGE)

@@ -62,9 +62,11 @@ class WorkerDoors:
         self.within_budget(("cost", "tokens"))
         use_cache = bool(self.step.spec.get("cache") or self.run.options.get("cache"))
         store = self.run.engine.store
-        reply = store.record(f"cache:{call.fingerprint()}") if use_cache else None
-        cached = reply is not None
-        if not cached:
+        hit = store.record(f"cache:{call.fingerprint()}") if use_cache else None
+        cached = hit is not None
+        if hit is not None:
+            reply = hit
+        else:
             reply = await self.run.ports.models.complete(call, address=self.address, step_id=self.step.id,
                                                          index=index)
             if use_cache:

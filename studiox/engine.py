@@ -19,9 +19,10 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from . import __version__, expressions
 from . import mission as missions
@@ -93,7 +94,7 @@ class Engine:
         *,
         ports: Callable[[Mission, str, dict], Ports] | None = None,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], object] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         new_id: Callable[[], str] | None = None,
         listener: Callable[[dict], None] | None = None,
@@ -208,12 +209,11 @@ class _Run:
             "mission": {"name": mission.name, "version": mission.version, "description": mission.description},
             "run": {"id": self.run_id, "started_at": started.get("at")},
         }
-        self.ports: Ports | None = None
+        self.options: dict = started.get("options") or {}
+        self.ports: Ports = engine.ports(mission, self.run_id, self.options)
         self.observations = list(state.observations)
 
     async def main(self) -> Outcome:
-        self.options = (self.state.started or {}).get("options") or {}
-        self.ports = self.engine.ports(self.mission, self.run_id, self.options)
         try:
             root = _Scope()
             await self.sequence(self.mission.steps, "", root)
@@ -300,7 +300,7 @@ class _Run:
                 delay = self.backoff(step, attempt) if retry else None
                 self.journal.append("step_failed", step=address, attempt=attempt, error=e.as_dict(),
                                     retry_in=delay)
-                if retry:
+                if delay is not None:
                     await self.engine.sleep(delay)
                     attempt += 1
                     continue
@@ -553,10 +553,9 @@ class _Run:
             return missions.DEFAULT_VERDICT, None
         data = self.data(root)
         try:
-            if spec.value is not None:
-                chosen = {"value": spec.value, "note": spec.note}
-            else:
-                chosen = next((c for c in spec.cases if expressions.render(c["when"], data)), spec.otherwise)
+            chosen: dict = {"value": spec.value, "note": spec.note}
+            if spec.value is None:
+                chosen = next((c for c in spec.cases if expressions.render(c["when"], data)), spec.otherwise or {})
             value = expressions.render(chosen["value"], data)
             note = _text(expressions.render(chosen.get("note"), data))
         except expressions.ExpressionError as e:

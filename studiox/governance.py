@@ -75,12 +75,6 @@ class Decision:
     def run_id(self) -> str:
         return self.request["run"]
 
-    @property
-    def approved_action(self) -> Action | None:
-        if self.status != APPROVED:
-            return None
-        return Action.from_dict(self.outcome["action"])
-
 
 def needs_decision(step, action: Action) -> bool:
     """The gate: True unless the action is known to be read-only and the step does not require approval."""
@@ -154,6 +148,7 @@ class DecisionQueue:
                 return self.get(decision_id)
             decision = self.get(decision_id)  # someone else decided in the meantime
         existing = decision.outcome
+        assert existing is not None  # written by us or by whoever was first
         if existing["status"] == status == APPROVED and (action is None or
                                                           existing["action"]["digest"] == action.digest()):
             return decision  # approving twice is harmless

@@ -17,6 +17,7 @@ import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .schema import suggest
 from .steps import StepError
@@ -27,7 +28,7 @@ DEFAULT_START_TIMEOUT = 30.0
 
 @dataclass
 class _Session:
-    client: object
+    client: Any  # mcp.client.Client, imported lazily
     stack: AsyncExitStack
     tools: dict = field(default_factory=dict)  # name → mcp Tool
 
@@ -236,7 +237,7 @@ def annotations_summary(info: dict) -> str:
 async def inventory(mission) -> list[dict]:
     """Every tool of every integration of a mission, with what studiox will do when a step calls it."""
     tools = MCPTools(mission.integrations, mission.base_dir)
-    used = {}
+    used: dict[str, list] = {}
     for step in mission.walk():
         names = [step.spec] if step.kind == "tool" else (step.spec.get("tools") or []) if step.kind == "worker" else []
         for name in names:

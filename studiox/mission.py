@@ -21,6 +21,10 @@ _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+def _duration(value, default: float) -> float:
+    return default if value is None else float(seconds(value) or 0.0)
+
+
 def seconds(value) -> float | None:
     """A duration (``"1h30m"`` or a number of seconds) in seconds."""
     if value is None:
@@ -230,9 +234,9 @@ def _step(raw: dict, path: tuple) -> Step:
     if r := raw.get("retry"):
         retry = Retry(
             attempts=r.get("attempts", 3),
-            backoff=seconds(r.get("backoff", 1.0)),
+            backoff=_duration(r.get("backoff"), 1.0),
             factor=r.get("factor", 2.0),
-            max_delay=seconds(r.get("max_delay", 300.0)),
+            max_delay=_duration(r.get("max_delay"), 300.0),
             jitter=r.get("jitter", True),
             on=tuple(r.get("on", ("any",))),
         )

@@ -7,8 +7,23 @@ door without touching the engine. Each real door imports its heavy library only 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from .steps import StepError
+
+
+class ToolsDoor(Protocol):
+    async def describe(self, integration: str, tool: str) -> dict | None: ...
+    async def call(self, integration: str, tool: str, arguments: dict, *, key: str) -> Any: ...
+    async def close(self) -> None: ...
+
+
+class ModelsDoor(Protocol):
+    async def complete(self, call: Any, *, address: str, step_id: str, index: int) -> dict: ...
+
+
+class KnowledgeDoor(Protocol):
+    async def search(self, source: str, query: str, top: int) -> list[dict]: ...
 
 
 class NoIntegrations:
@@ -41,9 +56,9 @@ class NoKnowledge:
 
 @dataclass
 class Ports:
-    tools: object = field(default_factory=NoIntegrations)
-    models: object = field(default_factory=NoModels)
-    knowledge: object = field(default_factory=NoKnowledge)
+    tools: ToolsDoor = field(default_factory=NoIntegrations)
+    models: ModelsDoor = field(default_factory=NoModels)
+    knowledge: KnowledgeDoor = field(default_factory=NoKnowledge)
 
     async def close(self) -> None:
         await self.tools.close()

@@ -40,12 +40,13 @@ _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
 
+_FastLoader: type | None = None
 if getattr(yaml, "CSafeLoader", None) is not None:  # libyaml: the same nodes, several times faster
 
-    class _FastLoader(yaml.CSafeLoader):  # type: ignore[misc, valid-type]
+    class _CLoader(yaml.CSafeLoader):  # type: ignore[misc, name-defined]
         yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
-else:  # pragma: no cover - PyYAML built without libyaml
-    _FastLoader = None
+
+    _FastLoader = _CLoader
 
 
 def _compose(text: str):

@@ -96,7 +96,7 @@ def _parse(content: str | None, schema: dict) -> tuple[dict | None, str | None]:
         text = text.strip("`").removeprefix("json").strip()
     try:
         answer = json.loads(text)
-    except ValueError as e:
+    except json.JSONDecodeError as e:
         return None, f"it is not JSON ({e.msg})"
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(answer), key=lambda e: list(e.path))
     if errors:
