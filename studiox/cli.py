@@ -268,7 +268,8 @@ def _queue(home: Path | None):
 def decisions(
     home: Home = None,
     as_json: AsJson = False,
-    show_all: Annotated[bool, typer.Option("--all", help="Decided and expired ones too, not only pending.")] = False,
+    show_all: Annotated[bool, typer.Option(
+        "--all", help="Decided, expired and void ones too (void: the run ended without them).")] = False,
 ) -> None:
     """The Decision Queue: pending decisions across all runs, oldest first."""
     from .rail import decisions_table

@@ -18,10 +18,11 @@ import secrets
 from dataclasses import dataclass, field, replace
 
 from .errors import RunNotFound, StudioxError
+from .journal import summary
 from .store import Store
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
-PENDING, APPROVED, REJECTED, EXPIRED = "pending", "approved", "rejected", "expired"
+PENDING, APPROVED, REJECTED, EXPIRED, VOID = "pending", "approved", "rejected", "expired", "void"
 
 
 class DecisionError(StudioxError):
@@ -64,11 +65,15 @@ class Decision:
     request: dict
     outcome: dict | None = None
     expired_now: bool = field(default=False)
+    run_ended: str | None = None  # how the run ended, if it ended without this decision
 
     @property
     def status(self) -> str:
+        """pending · approved · rejected · expired · void (its run ended without it)."""
         if self.outcome:
             return self.outcome["status"]
+        if self.run_ended:
+            return VOID
         return EXPIRED if self.expired_now else PENDING
 
     @property
@@ -119,7 +124,10 @@ class DecisionQueue:
             raise RunNotFound(f"no decision '{decision_id}' (see 'studiox decisions')")
         outcome = self.store.record(f"decision:{decision_id}:outcome")
         expires = request.get("expires_at")
-        return Decision(decision_id, request, outcome, expired_now=bool(expires and self.clock() >= expires))
+        _, last = summary(self.store, request["run"])
+        ended = last["status"] if last is not None and last["type"] == "run_finished" else None
+        return Decision(decision_id, request, outcome, expired_now=bool(expires and self.clock() >= expires),
+                        run_ended=ended)
 
     def all(self) -> list[Decision]:
         """Every decision, oldest first."""

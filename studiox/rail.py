@@ -180,7 +180,8 @@ def decisions_table(decisions) -> Table:
     table = Table("id", "status", "run", "mission", "step", "action", "requested", header_style="bold")
     for d in decisions:
         r = d.request
-        style = {"pending": "yellow", "approved": "green", "rejected": "red", "expired": "magenta"}[d.status]
+        style = {"pending": "yellow", "approved": "green", "rejected": "red", "expired": "magenta",
+                 "void": "dim"}[d.status]
         table.add_row(d.id, f"[{style}]{d.status}[/]", r["run"], escape(r["mission"]), escape(r["step"]),
                       escape(f"{r['action']['target']} {short(r['action']['arguments'], 50)}"), when(r["requested_at"]))
     return table

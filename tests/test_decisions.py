@@ -365,3 +365,11 @@ def test_a_worker_with_a_gated_tool_parks_with_exit_3_and_finishes_after_approva
     calls = [e["index"] for e in store.events(run_id) if e["type"] == "model_call" and e["step"] == "agent"]
     store.close()
     assert calls == [0, 1, 2]  # each turn asked once, across the pause
+
+
+def test_a_pending_decision_of_a_cancelled_run_leaves_the_queue_and_shows_as_void(sx):
+    run_id, decision_id = _park(sx)
+    sx("cancel", run_id)
+    assert json.loads(sx("decisions", "--json").stdout) == []
+    every = json.loads(sx("decisions", "--all", "--json").stdout)
+    assert [(d["id"], d["status"]) for d in every] == [(decision_id, "void")]
