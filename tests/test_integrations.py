@@ -182,16 +182,21 @@ def test_kill_between_action_started_and_finished_idempotent_tool_is_retried_wit
     assert_no_orphans(marker)
 
 
-def test_killed_during_an_idempotent_call_after_its_effect_the_retry_does_not_repeat_it(studiox, tmp_path):
-    mission, log, marker = mission_with(tmp_path, "  - {id: a, tool: srv.record_idempotent, arguments: {label: x}, "
-                                                  "approval: {auto_approve_when: '${{ true }}'}}\n")
+def _kill_mid_call(studiox, mission, log) -> str:
+    """Start a run, SIGKILL it while the server is inside the call (its effect already made); the run id."""
     proc = studiox.popen("run", mission, "-q", RECORD_DELAY=30)
     deadline = time.time() + 30
     while not effects(log) and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    run_id = proc.stdout.read().split()[0]
+    return proc.stdout.read().split()[0]
+
+
+def test_killed_during_an_idempotent_call_after_its_effect_the_retry_does_not_repeat_it(studiox, tmp_path):
+    mission, log, marker = mission_with(tmp_path, "  - {id: a, tool: srv.record_idempotent, arguments: {label: x}, "
+                                                  "approval: {auto_approve_when: '${{ true }}'}}\n")
+    run_id = _kill_mid_call(studiox, mission, log)
     assert_no_orphans(marker)  # the server saw its input close and went away
     resumed = studiox("resume", run_id)
     assert resumed.returncode == 0, resumed.stdout
@@ -201,13 +206,7 @@ def test_killed_during_an_idempotent_call_after_its_effect_the_retry_does_not_re
 def test_kill_during_a_non_idempotent_call_makes_it_in_doubt_and_it_is_never_called_twice(studiox, tmp_path):
     mission, log, marker = mission_with(tmp_path, "  - {id: a, tool: srv.record, arguments: {label: x}, "
                                                   "approval: {auto_approve_when: '${{ true }}'}}\n")
-    proc = studiox.popen("run", mission, "-q", RECORD_DELAY=30)
-    deadline = time.time() + 30
-    while not effects(log) and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    run_id = proc.stdout.read().split()[0]
+    run_id = _kill_mid_call(studiox, mission, log)
     resumed = studiox("resume", run_id)
     assert resumed.returncode == 3, resumed.stdout
     assert "in doubt" in resumed.stdout
