@@ -233,7 +233,7 @@ class _Run:
             self.journal.append("run_finished", status="cancelled", reason=request.get("reason"),
                                 user=request.get("user"))
             return Outcome(self.run_id, "cancelled")
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, KeyboardInterrupt):
             self.journal.append("run_interrupted", reason="interrupted (Ctrl-C)")
             raise
         finally:
@@ -443,7 +443,13 @@ class _Run:
         if decision.outcome is None and decision.expired_now:
             decision = queue.decide(decision.id, EXPIRED, by="studiox", note="no decision before its time limit")
         if decision.outcome is None and self.engine.prompt is not None:
-            self.engine.prompt(decision, queue)
+            # while a person reads the prompt, Ctrl-C must stop at once: the event loop's own
+            # SIGINT handler could only act after the prompt returns
+            previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+            try:
+                self.engine.prompt(decision, queue)
+            finally:
+                signal.signal(signal.SIGINT, previous)
             decision = queue.get(decision.id)
         if decision.outcome is None:
             raise _Park(decision, {"step": address, "action": action.as_dict(), "in_doubt": bool(in_doubt)})

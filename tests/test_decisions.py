@@ -373,3 +373,17 @@ def test_a_pending_decision_of_a_cancelled_run_leaves_the_queue_and_shows_as_voi
     assert json.loads(sx("decisions", "--json").stdout) == []
     every = json.loads(sx("decisions", "--all", "--json").stdout)
     assert [(d["id"], d["status"]) for d in every] == [(decision_id, "void")]
+
+
+def test_ctrl_c_at_the_prompt_stops_at_once_and_the_decision_stays_pending(sx, terminal):
+    term = terminal("run", PAYMENT)
+    term.expect("defer (d)? [defer]")
+    term.type("\x03")
+    assert term.wait(20) == 130
+    assert "studiox resume" in term.screen
+    pending = json.loads(sx("decisions", "--json").stdout)
+    assert len(pending) == 1 and _paid(sx) == []
+    run_id = pending[0]["run"]
+    assert sx.state(run_id)["status"] == "waiting"
+    approved = sx("approve", pending[0]["id"], "--resume")
+    assert approved.returncode == 0 and len(_paid(sx)) == 1

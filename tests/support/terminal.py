@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import select
 import subprocess
+import termios
 import time
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
+
+
+def _controlling_terminal() -> None:
+    """In the child: a new session whose controlling terminal is the pty, so ^C becomes SIGINT."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 class Terminal:
     def __init__(self, argv: list[str], env: dict):
         self.master, slave = os.openpty()
         self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env={**env, "TERM": "xterm"},
-                                     close_fds=True, start_new_session=True)
+                                     close_fds=True, preexec_fn=_controlling_terminal)
         os.close(slave)
         self.screen = ""
 
