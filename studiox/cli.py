@@ -437,6 +437,7 @@ def status(
         out.print_json(json.dumps({
             "id": run_id, "mission": state.mission_name, "status": current, "verdict": state.verdict,
             "note": (state.finished or {}).get("note"), "error": (state.finished or {}).get("error"),
+            "waiting_for": (state.waiting or {}).get("decision") if current == "waiting" else None,
             "started": state.started["at"] if state.started else None, "duration": state.duration,
             "steps": [{"step": a, "status": e["status"], "output": e.get("output"), "error": e.get("error")}
                       for a, e in state.done.items()],
@@ -458,7 +459,12 @@ def status(
         out.print(usage)
     if state.finished:
         out.print(finished_line(state.finished))
-    elif current in ("interrupted", "waiting"):
+    elif current == "waiting" and state.waiting:
+        did = state.waiting["decision"]
+        out.print(f"[yellow]waiting for decision {did}[/] on step {state.waiting['step']}: "
+                  f"see it with 'studiox decision show {did}', then 'studiox approve {did} --resume' or "
+                  f"'studiox reject {did} --reason TEXT --resume'")
+    elif current == "interrupted":
         out.print(f"continue it with: studiox resume {run_id}")
 
 

@@ -38,6 +38,8 @@ def test_without_a_terminal_the_run_parks_with_exit_3_and_says_how_to_decide(sx)
     assert _paid(sx) == []
     run_id = result.stdout.split()[1]
     assert sx.state(run_id)["status"] == "waiting"
+    assert sx.state(run_id)["waiting_for"] == decision_id
+    assert f"studiox approve {decision_id} --resume" in sx("status", run_id).stdout
     # resuming without a decision parks again at once: it never asks for, or waits on, input
     again = sx("resume", run_id, timeout=30)
     assert again.returncode == 3 and _paid(sx) == []
