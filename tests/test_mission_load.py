@@ -84,3 +84,33 @@ def test_example_missions_load_and_start_with_the_schema_comment():
     for path in sorted((ROOT / "missions").glob("*.yaml")):
         assert path.read_text().startswith("# yaml-language-server: $schema=../schemas/mission.schema.json"), path
         load(path)
+
+
+def test_every_property_of_the_schema_has_hover_help():
+    import json
+
+    schema = json.loads((ROOT / "schemas" / "mission.schema.json").read_text())
+    missing = []
+
+    def described(node) -> bool:
+        if "description" in node:
+            return True
+        ref = node.get("$ref", "")
+        target = schema
+        for part in ref.split("/")[1:]:
+            target = target[part]
+        return bool(ref) and "description" in target
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for name, sub in (node.get("properties") or {}).items():
+                if isinstance(sub, dict) and not described(sub):
+                    missing.append(f"{path}.{name}")
+            for key, sub in node.items():
+                walk(sub, f"{path}/{key}")
+        elif isinstance(node, list):
+            for i, sub in enumerate(node):
+                walk(sub, f"{path}[{i}]")
+
+    walk(schema, "")
+    assert missing == []
