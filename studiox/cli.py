@@ -183,9 +183,9 @@ def _finish(outcome) -> None:
     raise typer.Exit(EXIT_FAILED)
 
 
-def _drive(engine, run_id: str, *, resume: bool) -> None:
+def _drive(engine, run_id: str, *, resume: bool, retry_failed: bool = False) -> None:
     try:
-        outcome = engine.drive(run_id, resume=resume)
+        outcome = engine.drive(run_id, resume=resume, retry_failed=retry_failed)
     except KeyboardInterrupt:
         err.print(f"run {run_id} stopped; continue it with: studiox resume {run_id}")
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -235,13 +235,15 @@ def resume(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run (or the start of its id).")],
     home: Home = None,
     no_input: NoInput = False,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry", help="Take up a failed run again from the step that failed (once its cause is fixed).")] = False,
 ) -> None:
     """Continue a paused or interrupted run from its first unfinished step."""
     from .journal import resolve_run
 
     store = _store(home, create=False)
     run_id = resolve_run(store, run_id)
-    _drive(_engine(store, interactive=_interactive(no_input)), run_id, resume=True)
+    _drive(_engine(store, interactive=_interactive(no_input)), run_id, resume=True, retry_failed=retry_failed)
 
 
 # ---------------------------------------------------------------------------- decisions

@@ -135,18 +135,32 @@ class Engine:
         )
         return run_id
 
-    def drive(self, run_id: str, *, resume: bool = False) -> Outcome:
-        """Run (or resume) a run until it finishes, fails, parks or is cancelled; holds its lock."""
+    def drive(self, run_id: str, *, resume: bool = False, retry_failed: bool = False) -> Outcome:
+        """Run (or resume) a run until it finishes, fails, parks or is cancelled; holds its lock.
+
+        ``retry_failed`` takes up a failed run again from the step that failed (after, say, the
+        system it called was repaired); steps that finished are still never run again.
+        """
         with RunLock(self.store.home, run_id):
             state = derive(run_id, self.store.events(run_id))
             if state.started is None:
                 raise RunNotFound(f"no run '{run_id}' in {self.store.home}")
+            if state.finished and state.finished["status"] == "failed":
+                error = state.finished.get("error") or {}
+                if not retry_failed:
+                    raise RunNotResumable(
+                        f"run {run_id} has failed at {error.get('step', '?')}: {error.get('message', '')}; once the "
+                        f"cause is fixed, try again from that step with: studiox resume {run_id} --retry")
+                self._journal(run_id).append("run_reopened", user=_user(), failed_at=error.get("step"))
+                state = derive(run_id, self.store.events(run_id))
             if state.finished:
                 raise RunNotResumable(f"run {run_id} has already {state.finished['status']}"
                                       f"{' (' + state.verdict + ')' if state.verdict else ''}; there is nothing to resume")
-            snapshot_file = state.started.get("path") or state.started["file"]
-            mission = missions.from_snapshot(state.started["source"], snapshot_file, state.started["digest"])
-            changed = _file_changed(state.started)
+            started = state.started
+            assert started is not None  # checked above; derive() again kept it
+            snapshot_file = started.get("path") or started["file"]
+            mission = missions.from_snapshot(started["source"], snapshot_file, started["digest"])
+            changed = _file_changed(started)
             journal = self._journal(run_id)
             if resume:
                 journal.append("run_resumed", pid=os.getpid(), host=socket.gethostname(), user=_user(),

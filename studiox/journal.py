@@ -17,6 +17,7 @@ EVENT_TYPES = (
     "run_started",       # mission snapshot (source, digest), inputs, who started it
     "run_resumed",       # a process took the run up again (after a pause, a crash or Ctrl-C)
     "run_interrupted",   # Ctrl-C: the run stopped cleanly and can be resumed
+    "run_reopened",      # a failed run is tried again from its failed step (resume --retry)
     "step_started",      # an attempt of a step begins (journaled before the step acts)
     "step_failed",       # an attempt failed; says whether and when it is retried
     "step_finished",     # the step's final outcome: succeeded, failed (handled) or skipped, with output
@@ -125,6 +126,9 @@ def derive(run_id: str, events: list[dict]) -> RunState:
             state.model_calls.append(ev)
         elif kind == "run_resumed":
             state.resumed += 1
+        elif kind == "run_reopened":  # a failed run taken up again: its failed step gets fresh attempts
+            state.finished = None
+            state.attempts.clear()
         elif kind in TERMINAL:
             state.finished = ev
     return state

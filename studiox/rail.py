@@ -95,6 +95,8 @@ def live_line(event: dict) -> str | None:
         note = f": {escape(event['note'])}" if event.get("note") else ""
         edited = " (arguments edited)" if event.get("edited") else ""
         return f"  [bold]⚖[/] {step} {event['status']} by {who}{edited}{note}"
+    if kind == "run_reopened":
+        return f"taken up again by {escape(event.get('user', '?'))}, from the failed step {escape(str(event.get('failed_at')))}"
     if kind == "run_interrupted":
         return "[yellow]interrupted[/]: the run stopped cleanly and can be resumed"
     if kind == "run_finished":

@@ -196,3 +196,20 @@ def test_a_pickle_planted_in_the_state_folder_is_never_loaded(sx, tmp_path):
     assert "not JSON text (a pickle?)" in result.stderr
     assert not marker.exists()
     assert pickle.dumps(1)  # (pickle itself is fine; studiox just never unpickles)
+
+
+def test_a_failed_run_can_be_tried_again_from_its_failed_step_once_the_cause_is_fixed(sx, tmp_path):
+    mission = write_mission(tmp_path / "m.yaml", "mission: m\nintegrations: {fx: {command: x}}\nsteps:\n"
+                            "  - {id: first, tool: fx.append}\n"
+                            "  - {id: shaky, tool: fx.flaky, arguments: {times: 1}}\n"
+                            "  - {id: last, tool: fx.append}\n")
+    failed = sx("run", mission)
+    assert failed.returncode == 1 and "flaky failure 1" in failed.stdout
+    run_id = failed.stdout.split()[1]
+    plain = sx("resume", run_id)
+    assert plain.returncode == 2 and f"studiox resume {run_id} --retry" in plain.stderr
+    again = sx("resume", run_id, "--retry")  # the flaky tool works now
+    assert again.returncode == 0, again.stdout
+    assert "taken up again" in again.stdout
+    assert [e["key"].split("/")[1] for e in sx.effects_log()] == ["first", "shaky", "last"]  # 'first' ran once
+    assert sx.state(run_id)["status"] == "succeeded"
