@@ -362,6 +362,11 @@ class _Run:
         called again with the same idempotency key; any other goes to a human as 'in doubt'.
         """
         previous = self.state.actions.get(address)
+        if previous is not None and previous["type"] == "action_finished" and previous["ok"]:
+            # the call was made and its result journaled, but the process died before the step's
+            # outcome was: the result is taken from the journal, the call is not made again
+            emit("this call was already made (its result is in the journal): it is not made again")
+            return previous["result"]
         if previous is not None and previous["type"] == "action_started":
             if action.read_only:
                 emit("the previous call was cut off; calling this read-only tool again")

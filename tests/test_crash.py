@@ -72,3 +72,35 @@ def test_kill_during_a_slow_step_then_resume(sx, tmp_path):
     resumed = sx("resume", run_id, timeout=90, SX_SLEEP_FAST=1)
     assert resumed.returncode == 0, resumed.stderr
     assert [e["key"].split("/")[1] for e in sx.effects_log()] == ["before", "slow", "after"]
+
+
+PAYMENT = TESTS / "missions" / "payment.yaml"
+
+
+def test_kill_at_every_event_of_a_governed_payment_pays_exactly_once(sx):
+    """The payment mission (auto-approved by its rule) killed after each of its events in turn.
+
+    A kill right after 'action_started' leaves the payment in doubt: it must not be repeated
+    silently, so resume asks; the person (this test) knows the kill came before the call and
+    answers --retry. Every other kill point resumes by itself. Either way: one payment.
+    """
+    from studiox.store import Store
+
+    clean = sx("run", PAYMENT, "--input", "amount=40", "-q")
+    store = Store.open(sx.home, create=False)
+    n_events = store.last_seq(clean.stdout.split()[0])
+    store.close()
+    for k in range(1, n_events):
+        sx.effects.unlink(missing_ok=True)
+        killed = sx("run", PAYMENT, "--input", "amount=40", "-q", STUDIOX_TEST_KILL_AFTER_EVENT=k)
+        assert killed.returncode == -signal.SIGKILL, (k, killed.stderr)
+        run_id = killed.stdout.split()[0]
+        resumed = sx("resume", run_id)
+        if resumed.returncode == 3:  # in doubt: the payment call was cut off
+            assert "in doubt" in resumed.stdout, (k, resumed.stdout)
+            assert not [e for e in sx.effects_log() if e["tool"] == "pay"], k
+            decision = resumed.stdout.split("waiting for a decision ")[1].split(":")[0]
+            resumed = sx("approve", decision, "--retry", "--resume")
+        assert resumed.returncode == 0, (k, resumed.stdout, resumed.stderr)
+        assert "verdict: Paid" in resumed.stdout, k
+        assert len([e for e in sx.effects_log() if e["tool"] == "pay"]) == 1, k
