@@ -149,8 +149,14 @@ def _translate_one_of(error, path):
     for sub in error.context:
         by_branch.setdefault(sub.schema_path[0], []).append(sub)
     # a branch whose type fits the value is what the author meant; report that branch's errors
-    fitting = [errs for errs in by_branch.values() if not any(e.validator == "type" and
-                                                               tuple(e.absolute_path) == path for e in errs)]
+    def misfit(e) -> bool:  # the value is not even of the kind this branch describes
+        if tuple(e.absolute_path) != path:
+            return False
+        if e.validator == "type":
+            return True
+        return e.validator == "enum" and all(type(v) is not type(e.instance) for v in e.validator_value)
+
+    fitting = [errs for errs in by_branch.values() if not any(misfit(e) for e in errs)]
     if error.validator == "oneOf" and not error.context:
         yield path, _one_of_conflict(error), False
         return

@@ -268,3 +268,36 @@ def test_commands_that_run_no_model_do_not_import_litellm(args, tmp_path):
     result = subprocess.run([sys.executable, "-c", probe, *args], cwd=ROOT, capture_output=True, text=True,
                             env={**os.environ, "STUDIOX_HOME": str(tmp_path / "home")})
     assert result.stdout.strip().endswith("CLEAN"), result.stdout + result.stderr
+
+
+class SimulatedCrash(BaseException):
+    """Stands for kill -9: raised right after an event is on disk, caught by nothing in studiox."""
+
+
+AUTO_AGENT = AGENT.replace("verdict:", "    approval:\n      auto_approve_when: ${{ args.amount < 1000 }}\n"
+                                      "      reason: small\nverdict:")
+
+
+def test_a_crash_after_any_event_of_an_agentic_worker_never_repeats_a_turn_or_a_payment(tmp_path):
+    probe = World(tmp_path / "probe", AGENT_REPLAY)
+    total = len(probe.store.events(probe.run(AUTO_AGENT).run_id))
+    for k in range(2, total):
+        world = World(tmp_path / str(k), AGENT_REPLAY)
+
+        def crash(event, k=k):
+            if event["seq"] == k:
+                raise SimulatedCrash()
+
+        world.engine.listener = crash
+        run_id = world.start(AUTO_AGENT)
+        with pytest.raises(SimulatedCrash):
+            world.engine.drive(run_id)
+        world.engine.listener = None
+        outcome = world.engine.drive(run_id, resume=True)
+        if outcome.status == "waiting":  # the payment call was cut off: a person says it did not happen
+            assert outcome.waiting["in_doubt"], k
+            world.engine.decisions.decide(outcome.waiting["decision"], APPROVED, by="tester", resolution="retry")
+            outcome = world.engine.drive(run_id, resume=True)
+        assert outcome.verdict == "Paid", (k, outcome)
+        assert [tool for tool, _, _ in world.tools.calls].count("pay") == 1, k
+        assert sorted(set(world.models.asked)) == sorted(world.models.asked), k  # no turn asked twice
