@@ -100,14 +100,6 @@ def validate(
     raise typer.Exit(EXIT_OK if all(m is not None for _, m, _ in results) else EXIT_USAGE)
 
 
-@app.command()
-def schema() -> None:
-    """Print the mission JSON Schema (for editors: see docs/missions.md)."""
-    from .schema import schema_path
-
-    sys.stdout.write(schema_path().read_text(encoding="utf-8"))
-
-
 # ---------------------------------------------------------------------------- runs
 
 PORTS_FACTORY = None  # a door for embedders and tests: Mission -> studiox.ports.Ports
@@ -511,6 +503,14 @@ def tools(
     out.print(tools_table(rows))
     if any(r.get("error") for r in rows):
         raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def schema() -> None:
+    """Print the mission JSON Schema (for editors: see docs/missions.md)."""
+    from .schema import schema_path
+
+    sys.stdout.write(schema_path().read_text(encoding="utf-8"))
 
 
 # ---------------------------------------------------------------------------- entry point
