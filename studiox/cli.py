@@ -463,6 +463,28 @@ def status(
 
 
 @app.command()
+def log(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run (or the start of its id).")],
+    home: Home = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Every event as one JSON line (the raw audit trail).")]
+    = False,
+) -> None:
+    """The run's Observations rail, from the start: every step, observation, decision and outcome."""
+    from .journal import resolve_run
+    from .rail import rail_lines
+
+    store = _store(home, create=False)
+    run_id = resolve_run(store, run_id)
+    events = store.events(run_id)
+    if as_json:
+        for event in events:
+            sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+        return
+    for line in rail_lines(events):
+        out.print(line)
+
+
+@app.command()
 def cancel(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run (or the start of its id).")],
     reason: Annotated[str, typer.Option("--reason", help="Why; kept in the audit trail.")] = "cancelled by a user",

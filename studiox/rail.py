@@ -59,8 +59,7 @@ def live_line(event: dict) -> str | None:
     if kind == "step_started":
         if event.get("kind") in _INSTANT and event.get("attempt", 1) == 1:
             return None  # computed on the spot: its ✓ line says all
-        attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
-        return f"  [cyan]▶[/] {step} [dim]{event.get('kind', '')}{attempt}[/]"
+        return _started_line(event)
     if kind == "step_finished":
         status = event["status"]
         if status == "skipped":
@@ -81,6 +80,10 @@ def live_line(event: dict) -> str | None:
         return f"  [green]✓[/] {step}[{event['index']}] item done"
     if kind == "observation":
         return f"    [dim]· {escape(event['message'])}[/]"
+    if kind == "action_started":
+        return f"    [dim]· action {escape(event['action']['target'])} started, key {escape(event['key'])}[/]"
+    if kind == "action_finished" and not event.get("ok"):
+        return f"    [dim]· action failed: {escape((event.get('error') or {}).get('message', ''))}[/]"
     if kind == "model_call":
         cost = "" if event.get("cost_usd") is None else f" · ${event['cost_usd']:.6f}"
         cached = " · [bold]cached[/]" if event.get("cached") else f" · {seconds(event.get('latency_s'))}"
@@ -102,6 +105,22 @@ def live_line(event: dict) -> str | None:
     if kind == "run_finished":
         return finished_line(event)
     return None
+
+
+def rail_lines(events: list[dict]) -> list[str]:
+    """A whole run as the rail shows it, each line stamped with the time of its event."""
+    lines = []
+    for event in events:
+        line = live_line(event) if event["type"] != "step_started" else _started_line(event)
+        if line:
+            stamp = time.strftime("%H:%M:%S", time.localtime(event["at"]))
+            lines.append(f"[dim]{stamp}[/] {line}")
+    return lines
+
+
+def _started_line(event: dict) -> str:
+    attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
+    return f"  [cyan]▶[/] {escape(str(event['step']))} [dim]{event.get('kind', '')}{attempt}[/]"
 
 
 def finished_line(event: dict) -> str:

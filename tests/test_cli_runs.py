@@ -213,3 +213,14 @@ def test_a_failed_run_can_be_tried_again_from_its_failed_step_once_the_cause_is_
     assert "taken up again" in again.stdout
     assert [e["key"].split("/")[1] for e in sx.effects_log()] == ["first", "shaky", "last"]  # 'first' ran once
     assert sx.state(run_id)["status"] == "succeeded"
+
+
+def test_log_shows_the_whole_rail_and_json_gives_the_raw_audit_trail(sx, tmp_path):
+    run_id = _interrupted_run(sx, tmp_path, kill_after=5)
+    sx("resume", run_id, SX_SLEEP_FAST=1)
+    text = sx("log", run_id).stdout
+    assert f"run {run_id}" in text and "resumed by" in text and text.rstrip().endswith("verdict: Completed")
+    events = [json.loads(line) for line in sx("log", run_id, "--json").stdout.splitlines()]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert events[0]["type"] == "run_started" and events[-1]["type"] == "run_finished"
+    assert {"run_resumed", "step_started", "step_finished", "observation"} <= {e["type"] for e in events}
