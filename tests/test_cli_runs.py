@@ -70,7 +70,10 @@ def test_an_invalid_mission_exits_2_and_a_failed_run_exits_1(sx, tmp_path):
 def test_two_processes_resuming_one_run_only_one_drives_it(sx, tmp_path):
     run_id = _interrupted_run(sx, tmp_path)
     first = sx.popen("resume", run_id)
-    time.sleep(0.8)  # the first is inside the 3-second step and holds the lock
+    lock = sx.home / "locks" / f"{run_id}.lock"
+    deadline = time.time() + 20
+    while time.time() < deadline and f'"pid": {first.pid}' not in (lock.read_text() if lock.exists() else ""):
+        time.sleep(0.05)  # until the first holds the lock (it then spends 3 s in the slow step)
     second = sx("resume", run_id)
     assert second.returncode == 2
     assert f"run {run_id} is being driven by process {first.pid}" in second.stderr
