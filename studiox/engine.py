@@ -308,7 +308,7 @@ class _Run:
             try:
                 output = await self.attempt(step, address, scope, data, attempt)
             except _Rejected as r:
-                return self.rejected(step, address, r.applied)
+                return self.rejected(step, address, r.applied, data)
             except StepError as e:
                 retry = attempt < step.retry.attempts and e.retryable_under(step.retry.on)
                 delay = self.backoff(step, attempt) if retry else None
@@ -495,7 +495,7 @@ class _Run:
         else:
             self.emitter(decision.request["step"])("the auto-approval rule does not hold: a person decides")
 
-    def rejected(self, step: Step, address: str, applied: dict) -> dict:
+    def rejected(self, step: Step, address: str, applied: dict, data: dict) -> dict:
         """Journal a rejected (or expired) action and what the mission does about it."""
         approval = step.approval
         expired = applied["status"] == EXPIRED
@@ -509,8 +509,11 @@ class _Run:
             return self.finished(address, status="rejected", output=None, error=error, goto=spec["goto"])
         choices = self.mission.verdict.choices if self.mission.verdict else ()
         if spec.get("verdict"):
-            data = self.data(_Scope())
-            end = {"verdict": spec["verdict"], "note": _text(expressions.render(spec.get("note"), data)) or reason}
+            try:
+                note = _text(expressions.render(spec.get("note"), data)) or reason
+            except expressions.ExpressionError as e:
+                note = f"{reason} (the on_reject note could not be made: {e.message})"
+            end = {"verdict": spec["verdict"], "note": note}
         elif "Rejected" in choices:
             end = {"verdict": "Rejected", "note": reason}
         else:
