@@ -389,3 +389,14 @@ def test_ctrl_c_at_the_prompt_stops_at_once_and_the_decision_stays_pending(sx, t
     assert sx.state(run_id)["status"] == "waiting"
     approved = sx("approve", pending[0]["id"], "--resume")
     assert approved.returncode == 0 and len(_paid(sx)) == 1
+
+
+def test_an_on_reject_verdict_note_reads_the_runs_data(sx, tmp_path):
+    mission = write_mission(tmp_path / "m.yaml", PAYMENT.read_text().replace(
+        "      reason: petty cash under 100 is paid without review\n",
+        "      reason: petty cash\n      on_reject: {verdict: Rejected, note: 'refused ${{ inputs.amount }} "
+        "after ${{ steps.look.status }} look'}\n"))
+    result = sx("run", mission)
+    decision = result.stdout.split("waiting for a decision ")[1].split(":")[0]
+    done = sx("reject", decision, "--reason", "no", "--resume")
+    assert done.stdout.splitlines()[-1] == "verdict: Rejected — refused 120 after succeeded look"
