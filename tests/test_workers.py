@@ -301,3 +301,14 @@ def test_a_crash_after_any_event_of_an_agentic_worker_never_repeats_a_turn_or_a_
         assert outcome.verdict == "Paid", (k, outcome)
         assert [tool for tool, _, _ in world.tools.calls].count("pay") == 1, k
         assert sorted(set(world.models.asked)) == sorted(world.models.asked), k  # no turn asked twice
+
+
+def test_max_turns_bounds_the_agentic_loop(tmp_path):
+    looping = AGENT.replace("      tools: [erp.check_budget, erp.pay]\n",
+                            "      tools: [erp.check_budget, erp.pay]\n      max_turns: 2\n")
+    again = {"tool_calls": [{"tool": "erp.check_budget", "arguments": {"amount": 1}}]}
+    world = World(tmp_path, {"decide": [again, again, again]})
+    outcome = world.run(looping)
+    assert outcome.status == "failed"
+    assert outcome.error["message"] == "the worker reached its limit of 2 model turns without a final answer"
+    assert world.models.asked == [0, 1]
