@@ -227,3 +227,15 @@ def test_log_shows_the_whole_rail_and_json_gives_the_raw_audit_trail(sx, tmp_pat
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert events[0]["type"] == "run_started" and events[-1]["type"] == "run_finished"
     assert {"run_resumed", "step_started", "step_finished", "observation"} <= {e["type"] for e in events}
+
+
+def test_several_runs_in_one_state_folder_at_the_same_time(sx, tmp_path):
+    mission = write_mission(tmp_path / "m.yaml", "mission: busy\nintegrations: {fx: {command: x}}\nsteps:\n" + "".join(
+        f"  - {{id: s{i}, tool: fx.append, arguments: {{n: {i}}}}}\n" for i in range(30)))
+    procs = [sx.popen("run", mission, "-q") for _ in range(4)]
+    assert [p.wait(60) for p in procs] == [0, 0, 0, 0]
+    runs = sx.run_ids()
+    assert len(runs) == 4
+    effects = sx.effects_log()
+    for run_id in runs:
+        assert sorted(int(e["arguments"]["n"]) for e in effects if e["key"].startswith(run_id)) == list(range(30))
