@@ -195,6 +195,15 @@ def parse_edits(pairs: list[str]) -> dict:
 def edited_action(decision: Decision, edits: dict) -> Action:
     """The proposed action with corrected arguments, checked again against the tool's input schema."""
     proposed = Action.from_dict(decision.request["action"])
+    if proposed.kind == "step":
+        raise DecisionError(f"decision {decision.id} approves a step ({proposed.target}), which has no arguments "
+                            "to correct; approve or reject it as it is")
+    if proposed.kind == "budget":
+        raise_by = edits.get("raise_by")
+        if set(edits) != {"raise_by"} or isinstance(raise_by, bool) or not isinstance(raise_by, (int, float)) \
+                or raise_by <= 0:
+            raise DecisionError("a budget decision can only change how much more to allow: --set raise_by=N "
+                                "(a positive number)")
     arguments = {**proposed.arguments, **edits}
     schema = decision.request.get("input_schema")
     if schema:

@@ -400,3 +400,12 @@ def test_an_on_reject_verdict_note_reads_the_runs_data(sx, tmp_path):
     decision = result.stdout.split("waiting for a decision ")[1].split(":")[0]
     done = sx("reject", decision, "--reason", "no", "--resume")
     assert done.stdout.splitlines()[-1] == "verdict: Rejected — refused 120 after succeeded look"
+
+
+def test_only_a_tool_calls_arguments_can_be_edited(sx, tmp_path):
+    mission = write_mission(tmp_path / "m.yaml", "mission: m\nsteps:\n  - {id: sign, set: {ok: true}, "
+                                                 "approval: required}\n")
+    result = sx("run", mission)
+    decision = result.stdout.split("waiting for a decision ")[1].split(":")[0]
+    edited = sx("approve", decision, "--set", "ok=false")
+    assert edited.returncode == 2 and "has no arguments to correct" in edited.stderr

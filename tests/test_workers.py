@@ -312,3 +312,20 @@ def test_max_turns_bounds_the_agentic_loop(tmp_path):
     assert outcome.status == "failed"
     assert outcome.error["message"] == "the worker reached its limit of 2 model turns without a final answer"
     assert world.models.asked == [0, 1]
+
+
+def test_a_budget_raise_can_be_edited_but_only_to_a_positive_amount(tmp_path):
+    from studiox.governance import DecisionError, edited_action
+
+    text = EXTRACT.replace("steps:", "budget: {max_tokens: 10}\nsteps:")
+    world = World(tmp_path, {"extract": [{"text": "bad"}, {"output": {"invoice_number": "I", "total": 1}}]})
+    run_id = world.start(text)
+    parked = world.engine.drive(run_id)
+    decision = world.engine.decisions.get(parked.waiting["decision"])
+    with pytest.raises(DecisionError, match="raise_by=N"):
+        edited_action(decision, {"raise_by": -5})
+    more = edited_action(decision, {"raise_by": 1000})
+    world.engine.decisions.decide(decision.id, APPROVED, by="cfo", action=more)
+    done = world.engine.drive(run_id, resume=True)
+    assert done.status == "succeeded"  # one extension of 1000 tokens was enough
+    assert len(world.events(run_id, "decision_applied")) == 1
