@@ -14,6 +14,7 @@ import ast
 import json
 import math
 import re
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -99,7 +100,9 @@ def compile_expr(source: str) -> Expr:
     if len(src) > MAX_SOURCE:
         raise ExpressionError(f"the expression is longer than {MAX_SOURCE} characters", source)
     try:
-        tree = ast.parse(src, mode="eval").body
+        with warnings.catch_warnings():  # e.g. "invalid decimal literal": the error below says it better
+            warnings.simplefilter("ignore")
+            tree = ast.parse(src, mode="eval").body
     except SyntaxError as e:
         raise ExpressionError(_syntax_message(src, e), source) from None
     _check_syntax(tree, src)
