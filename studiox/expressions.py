@@ -352,7 +352,9 @@ def _in(item, container) -> bool:
     if isinstance(container, str):
         _need(isinstance(item, str), f"cannot look for {type_name(item)} inside text")
         return item in container
-    if isinstance(container, (list, dict)):
+    if isinstance(container, dict):
+        return isinstance(item, str) and item in container  # a mapping's keys are text
+    if isinstance(container, list):
         return item in container
     if container is None:
         return False
@@ -517,6 +519,9 @@ def evaluate(expr: Expr, context: dict):
         raise ExpressionError(f"{e.message} (in '${{{{ {expr.source} }}}}')", expr.source) from None
     except RecursionError:
         raise ExpressionError(f"the expression is nested too deeply (in '{expr.source}')", expr.source) from None
+    except (TypeError, ValueError, OverflowError, ArithmeticError) as e:  # a case the checks above missed
+        raise ExpressionError(f"the expression cannot be computed: {e} (in '${{{{ {expr.source} }}}}')",
+                              expr.source) from None
 
 
 def render(value, context: dict):

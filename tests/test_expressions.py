@@ -126,3 +126,41 @@ def test_an_unclosed_expression_and_bare_braces_are_reported():
     from studiox.expressions import bare_braces
 
     assert bare_braces("Hello {{ name }}") == "name" and bare_braces("${{ name }}") is None
+
+
+def test_membership_in_a_mapping_is_about_its_text_keys():
+    assert render("${{ [1] in {'k': 1} }}", {}) is False
+    assert render("${{ 'k' in {'k': 1} and {} not in {'k': 1} }}", {}) is True
+
+
+def test_random_expressions_over_awkward_data_evaluate_or_fail_cleanly():
+    import random
+
+    rng = random.Random(11)
+    atoms = ["inputs.a", "inputs.b", "inputs.c", "inputs.d", "inputs.e", "1", "0", "-1", "2.5", "'x'", "''", "null",
+             "true", "[1, 2]", "[]", "{'k': 1}", "{}", "inputs"]
+    ops = [" + ", " - ", " * ", " / ", " // ", " % ", " == ", " < ", " >= ", " in ", " not in ", " and ", " or "]
+    functions = ["len", "number", "string", "round", "abs", "min", "max", "sum", "lower", "trim", "contains", "join",
+                 "split", "keys", "values", "any", "sorted", "default", "to_json", "from_json"]
+    data = {"inputs": {"a": [1, "x", None, {"z": 2}], "b": {"k": [1, 2]}, "c": "text", "d": 7, "e": None}}
+
+    def expression(depth: int = 0) -> str:
+        roll = rng.random()
+        if depth > 3 or roll < 0.3:
+            return rng.choice(atoms)
+        if roll < 0.5:
+            return expression(depth + 1) + rng.choice(ops) + expression(depth + 1)
+        if roll < 0.65:
+            args = ", ".join(expression(depth + 1) for _ in range(rng.randint(0, 3)))
+            return f"{rng.choice(functions)}({args})"
+        if roll < 0.8:
+            return f"{expression(depth + 1)}[{expression(depth + 1)}]"
+        if roll < 0.9:
+            return f"[x for x in {expression(depth + 1)} if {expression(depth + 1)}]"
+        return f"({expression(depth + 1)} if {expression(depth + 1)} else {expression(depth + 1)})"
+
+    for _ in range(5000):
+        try:
+            render("${{ " + expression() + " }}", data)
+        except ExpressionError as e:
+            assert e.message
