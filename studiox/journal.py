@@ -98,40 +98,50 @@ class RunState:
 
 
 def derive(run_id: str, events: list[dict]) -> RunState:
-    """Fold a run's events into its state."""
+    """Fold a run's events into its state; an event that is not as studiox writes it is a StoreError."""
     state = RunState(run_id)
     for ev in events:
-        kind = ev["type"]
-        state.last = ev
-        if kind == "run_started":
-            state.started = ev
-        elif kind == "step_finished":
-            state.done[ev["step"]] = ev
-        elif kind == "step_failed":
-            state.attempts[ev["step"]] = max(state.attempts.get(ev["step"], 0), ev["attempt"])
-        elif kind == "item_finished":
-            state.items[(ev["step"], ev["index"])] = ev
-        elif kind == "waiting":
-            state.waiting = ev
-            state.waiting_by_step[ev["step"]] = ev
-        elif kind == "decision_applied":
-            state.decided[ev["step"]] = ev
-            if state.waiting and state.waiting.get("decision") == ev["decision"]:
-                state.waiting = None
-        elif kind == "observation":
-            state.observations.append(ev)
-        elif kind in ("action_started", "action_finished"):
-            state.actions[ev["step"]] = ev
-        elif kind == "model_call":
-            state.model_calls.append(ev)
-        elif kind == "run_resumed":
-            state.resumed += 1
-        elif kind == "run_reopened":  # a failed run taken up again: its failed step gets fresh attempts
-            state.finished = None
-            state.attempts.clear()
-        elif kind in TERMINAL:
-            state.finished = ev
+        try:
+            _fold(state, ev)
+        except (KeyError, TypeError, AttributeError):
+            from .errors import StoreError
+
+            raise StoreError(f"event {ev.get('seq', '?')} of run {run_id} is malformed, so the run's journal cannot be "
+                             "trusted; the state folder was left untouched") from None
     return state
+
+
+def _fold(state: RunState, ev: dict) -> None:
+    kind = ev["type"]
+    state.last = ev
+    if kind == "run_started":
+        state.started = ev
+    elif kind == "step_finished":
+        state.done[ev["step"]] = ev
+    elif kind == "step_failed":
+        state.attempts[ev["step"]] = max(state.attempts.get(ev["step"], 0), ev["attempt"])
+    elif kind == "item_finished":
+        state.items[(ev["step"], ev["index"])] = ev
+    elif kind == "waiting":
+        state.waiting = ev
+        state.waiting_by_step[ev["step"]] = ev
+    elif kind == "decision_applied":
+        state.decided[ev["step"]] = ev
+        if state.waiting and state.waiting.get("decision") == ev["decision"]:
+            state.waiting = None
+    elif kind == "observation":
+        state.observations.append(ev)
+    elif kind in ("action_started", "action_finished"):
+        state.actions[ev["step"]] = ev
+    elif kind == "model_call":
+        state.model_calls.append(ev)
+    elif kind == "run_resumed":
+        state.resumed += 1
+    elif kind == "run_reopened":  # a failed run taken up again: its failed step gets fresh attempts
+        state.finished = None
+        state.attempts.clear()
+    elif kind in TERMINAL:
+        state.finished = ev
 
 
 def summary(store: Store, run_id: str) -> tuple[dict | None, dict | None]:

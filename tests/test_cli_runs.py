@@ -239,3 +239,16 @@ def test_several_runs_in_one_state_folder_at_the_same_time(sx, tmp_path):
     effects = sx.effects_log()
     for run_id in runs:
         assert sorted(int(e["arguments"]["n"]) for e in effects if e["key"].startswith(run_id)) == list(range(30))
+
+
+def test_an_altered_event_is_reported_as_a_corrupt_journal(sx, tmp_path):
+    from diskcache import Cache
+
+    run_id = _interrupted_run(sx, tmp_path)
+    journal = Cache(str(sx.home / "journal"))
+    key = f"{run_id}:{2:09d}"
+    journal.set(key, json.dumps({"seq": 2, "type": "step_finished"}))  # valid JSON, but not an event we write
+    journal.close()
+    result = sx("status", run_id)
+    assert result.returncode == 2
+    assert f"event 2 of run {run_id} is malformed" in result.stderr and "Traceback" not in result.stderr
