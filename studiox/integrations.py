@@ -44,6 +44,7 @@ class MCPTools:
         self.sessions: dict[str, _Session] = {}
         self._starting: dict[str, asyncio.Lock] = {}
         self._logs: list = []
+        _quiet_sdk_logging(log_dir)
 
     # ------------------------------------------------------------------ the door
 
@@ -176,12 +177,29 @@ class MCPTools:
     def _log_hint(self, integration: str) -> str:
         if self.log_dir is None:
             return ""
-        return f"; the server's own messages are in {self.log_dir / (integration + '.log')}"
+        return (f"; the server's own messages are in {self.log_dir / (integration + '.log')}, the client's in "
+                f"{self.log_dir / 'mcp-client.log'}")
 
     async def _drop(self, integration: str) -> None:
         session = self.sessions.pop(integration, None)
         if session is not None:
             await _quietly_close(session.stack)
+
+
+def _quiet_sdk_logging(log_dir: Path | None) -> None:
+    """The MCP SDK logs protocol trouble with tracebacks; that belongs in a log file, not on the terminal."""
+    import logging
+
+    logger = logging.getLogger("mcp")
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    if log_dir is None:
+        logger.addHandler(logging.NullHandler())
+        return
+    log_dir.mkdir(parents=True, exist_ok=True)
+    logger.addHandler(logging.FileHandler(log_dir / "mcp-client.log", delay=True, encoding="utf-8"))
 
 
 async def _quietly_close(stack: AsyncExitStack) -> None:

@@ -312,3 +312,14 @@ def test_an_integration_over_streamable_http_with_a_secret_header_from_the_envir
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_a_server_that_speaks_nonsense_is_a_clear_error_with_no_traceback(studiox, tmp_path):
+    garbage = TESTS / "support" / "garbage_mcp_server.py"
+    mission = write_mission(tmp_path / "m.yaml", (
+        f"mission: x\nintegrations:\n  bad: {{command: python, args: [{json.dumps(str(garbage))}], timeout: 3s}}\n"
+        "steps:\n  - {id: a, tool: bad.echo, trust: read_only, trust_reason: test}\n"))
+    result = studiox("run", mission)
+    assert result.returncode == 1
+    assert "could not start the integration 'bad'" in result.stdout and "mcp-client.log" in result.stdout
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
