@@ -24,7 +24,7 @@ from rich.table import Table
 
 from studiox import mission as missions
 from studiox.engine import Engine
-from studiox.store import Store
+from studiox.state.store import Store
 
 GOAL_PER_STEP_MS = 0.35
 GOAL_RESUME_S = 0.5

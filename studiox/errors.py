@@ -6,6 +6,7 @@ exits with the error's ``exit_code``. Any other exception is a bug in studiox.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 
 
@@ -79,3 +80,49 @@ class RunLocked(StudioxError):
 
 class RunNotResumable(StudioxError):
     """The run is finished, failed or cancelled: there is nothing to resume (exit 2)."""
+
+
+class StepError(StudioxError):
+    """A step failed; ``kind`` decides whether its retry policy applies (timeout, tool_error, …).
+
+    Raised by executors and adapters; the engine journals it and applies the step's retry and
+    ``on_error``. It reaches a person only as part of a run's outcome (exit 1).
+    """
+
+    exit_code = 1
+
+    def __init__(self, kind: str, message: str, *, details: dict | None = None, outcome_unknown: bool = False):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.details = details or {}
+        # True when an action may or may not have taken effect (a crash or time-out mid-call)
+        self.outcome_unknown = outcome_unknown
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "message": self.message, **({"details": self.details} if self.details else {})}
+
+    def retryable_under(self, kinds: tuple[str, ...]) -> bool:
+        if self.kind in kinds:
+            return True
+        if self.kind in RETRY_NEVER:
+            return False
+        return "any" in kinds or ("error" in kinds and self.kind != "timeout")
+
+
+RETRY_NEVER = {"expression", "rejected", "budget"}  # step errors that another attempt cannot fix
+
+
+class ExpressionError(StudioxError):
+    """An expression that cannot be parsed or evaluated; ``message`` is for people."""
+
+    def __init__(self, message: str, source: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.source = source
+
+
+def suggest(word: str, choices) -> str:
+    """' — did you mean 'x'?' when a close choice exists, else ''."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" — did you mean '{close[0]}'?" if close else ""

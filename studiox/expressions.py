@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
+from .errors import ExpressionError
+
 MAX_SOURCE = 2_000  # characters in one expression
 MAX_STEPS = 200_000  # evaluation steps per expression
 MAX_TEXT = 1_000_000  # characters in a text an expression builds
@@ -27,13 +29,6 @@ _BARE_BRACES = re.compile(r"(?<!\$)\{\{(.*?)\}\}", re.DOTALL)
 _CONSTANTS = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
 
 
-class ExpressionError(Exception):
-    """An expression that cannot be parsed or evaluated; ``message`` is for people."""
-
-    def __init__(self, message: str, source: str = ""):
-        super().__init__(message)
-        self.message = message
-        self.source = source
 
 
 @dataclass(frozen=True)

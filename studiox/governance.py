@@ -18,8 +18,8 @@ import secrets
 from dataclasses import dataclass, field, replace
 
 from .errors import RunNotFound, StudioxError
-from .journal import summary
-from .store import Store
+from .state.journal import summary
+from .state.store import Store
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 PENDING, APPROVED, REJECTED, EXPIRED, VOID = "pending", "approved", "rejected", "expired", "void"

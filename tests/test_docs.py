@@ -38,7 +38,7 @@ def test_there_are_examples_for_every_construct_page():
 
 
 def test_the_replay_example_in_workers_md_is_a_valid_replay_file(tmp_path):
-    from studiox.models import Replay
+    from studiox.adapters.models import Replay
 
     fragment = next(m.group(1) for m in BLOCK.finditer((DOCS / "workers.md").read_text()) if "tool_calls" in m.group(1))
     path = tmp_path / "replay.yaml"

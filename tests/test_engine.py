@@ -7,11 +7,11 @@ import asyncio
 import pytest
 
 from studiox import mission as missions
+from studiox.adapters.ports import Ports
 from studiox.engine import Engine
-from studiox.journal import derive
-from studiox.ports import Ports
-from studiox.steps import StepError
-from studiox.store import Store
+from studiox.errors import StepError
+from studiox.state.journal import derive
+from studiox.state.store import Store
 
 
 class ScriptedTools:
@@ -229,7 +229,7 @@ def test_resume_takes_journaled_outcomes_and_never_reruns_a_finished_step(h, tmp
     mission = missions.load(path)
     run_id = h.engine.start(mission, {})
     # simulate a process that died after step one finished: journal it by hand, as the engine would
-    from studiox.journal import Journal
+    from studiox.state.journal import Journal
 
     journal = Journal(h.store, run_id, clock=lambda: 1.0)
     journal.append("step_started", step="one", kind="tool", attempt=1)
@@ -255,7 +255,7 @@ def test_an_approval_binds_to_the_exact_action_a_different_one_never_runs(h, tmp
     path.write_text("mission: t\nintegrations: {fx: {command: x}}\nsteps:\n"
                     "  - {id: pay, tool: fx.pay, arguments: {amount: 10}}\n")
     run_id = h.engine.start(missions.load(path), {})
-    from studiox.journal import Journal
+    from studiox.state.journal import Journal
 
     # an approval on record for this step, but of other arguments than the ones the step will send
     Journal(h.store, run_id, clock=lambda: 1.0).append(

@@ -155,7 +155,7 @@ def test_one_session_per_integration_is_reused_across_steps(studiox, tmp_path):
 
 def _kill_after(studiox, mission, event_type: str, **env) -> str:
     """Run once to find the event's number, then run again and die right after it."""
-    from studiox.store import Store
+    from studiox.state.store import Store
 
     probe_home = studiox.home.parent / "probe-home"
     probe = subprocess.run([sys.executable, "-m", "studiox", "run", str(mission), "-q", "--no-input"],

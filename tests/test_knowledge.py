@@ -9,7 +9,7 @@ import sqlite3
 
 from conftest import ROOT
 
-from studiox.knowledge import Index, Knowledge, passages_of
+from studiox.adapters.knowledge import Index, Knowledge, passages_of
 
 
 def test_documents_are_cut_into_passages_with_citations():

@@ -12,11 +12,11 @@ import pytest
 from test_engine import ScriptedTools
 
 from studiox import mission as missions
+from studiox.adapters.models import LiteLLMModels, Replay, _retry_after
+from studiox.adapters.ports import Ports
 from studiox.engine import Engine
 from studiox.governance import APPROVED, REJECTED
-from studiox.models import LiteLLMModels, Replay, _retry_after
-from studiox.ports import Ports
-from studiox.store import Store
+from studiox.state.store import Store
 
 EXTRACT = """
 mission: w
@@ -155,7 +155,7 @@ def test_a_rejected_tool_call_is_told_to_the_model_as_the_tools_answer(tmp_path)
     last_call = world.events(run_id, "model_call")[-1]
     assert last_call["index"] == 2
     # the conversation the model saw ends with the tool's answer: the rejection and its reason
-    from studiox.journal import derive
+    from studiox.state.journal import derive
 
     state = derive(run_id, world.store.events(run_id))
     assert state.actions["decide/call2"]["error"]["message"] == "a person rejected this call: wrong supplier"

@@ -14,31 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import expressions
+from ..errors import StepError
 from ..mission import Mission, Step
 
-RETRY_NEVER = {"expression", "rejected", "budget"}  # errors that another attempt cannot fix
+__all__ = ["StepContext", "StepError", "executor_for", "proposer_for"]
 
-
-class StepError(Exception):
-    """A step failed; ``kind`` decides whether its retry policy applies (timeout, tool_error, …)."""
-
-    def __init__(self, kind: str, message: str, *, details: dict | None = None, outcome_unknown: bool = False):
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.details = details or {}
-        # True when an action may or may not have taken effect (a crash or time-out mid-call)
-        self.outcome_unknown = outcome_unknown
-
-    def as_dict(self) -> dict:
-        return {"kind": self.kind, "message": self.message, **({"details": self.details} if self.details else {})}
-
-    def retryable_under(self, kinds: tuple[str, ...]) -> bool:
-        if self.kind in kinds:
-            return True
-        if self.kind in RETRY_NEVER:
-            return False
-        return "any" in kinds or ("error" in kinds and self.kind != "timeout")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from . import StepError
+from ..errors import StepError
 
 
 async def execute_fail(step, ctx):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import StepError
+from ..errors import StepError
 
 
 async def execute(step, ctx):

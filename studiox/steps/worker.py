@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 
-from ..models import ModelCall, function_name
-from . import StepError
+from ..adapters.models import ModelCall, function_name
+from ..errors import StepError
 
 MAX_REPAIRS = 2
 DEFAULT_MAX_TURNS = 10

@@ -14,8 +14,8 @@ import os
 import sys
 
 from studiox import cli
-from studiox.ports import Ports
-from studiox.steps import StepError
+from studiox.adapters.ports import Ports
+from studiox.errors import StepError
 
 
 class EffectTools:
@@ -45,7 +45,7 @@ class EffectTools:
 
 
 def _ports(mission, run_id, options) -> Ports:
-    from studiox.models import LiteLLMModels, Replay
+    from studiox.adapters.models import LiteLLMModels, Replay
 
     replay = Replay.load(options["replay"]) if options.get("replay") else None
     return Ports(tools=EffectTools(), models=LiteLLMModels(replay))

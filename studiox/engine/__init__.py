@@ -24,16 +24,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import __version__, expressions
-from . import mission as missions
-from .errors import RunNotFound, RunNotResumable, StudioxError
-from .governance import APPROVED, EXPIRED, Action, Decision, DecisionQueue, needs_decision
-from .journal import Journal, RunState, derive
-from .locks import RunLock
-from .mission import Mission, Step
-from .ports import Ports
-from .steps import StepContext, StepError, executor_for, proposer_for
-from .store import Store
+from .. import __version__, expressions
+from .. import mission as missions
+from ..adapters.ports import Ports
+from ..errors import RunNotFound, RunNotResumable, StudioxError
+from ..governance import APPROVED, EXPIRED, Action, Decision, DecisionQueue, needs_decision
+from ..mission import Mission, Step
+from ..state.journal import Journal, RunState, derive
+from ..state.locks import RunLock
+from ..state.store import Store
+from ..steps import StepContext, StepError, executor_for, proposer_for
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
@@ -177,7 +177,7 @@ class Engine:
             raise RunNotFound(f"no run '{run_id}' in {self.store.home}")
         if state.finished:
             raise RunNotResumable(f"run {run_id} has already {state.finished['status']}; it cannot be cancelled")
-        from .errors import RunLocked
+        from ..errors import RunLocked
 
         try:
             with RunLock(self.store.home, run_id):
@@ -188,9 +188,9 @@ class Engine:
             return "requested"
 
     def _default_ports(self, mission: Mission, run_id: str, options: dict) -> Ports:
-        from .integrations import MCPTools
-        from .knowledge import Knowledge
-        from .models import LiteLLMModels, Replay
+        from ..adapters.knowledge import Knowledge
+        from ..adapters.mcp import MCPTools
+        from ..adapters.models import LiteLLMModels, Replay
 
         log_dir = self.store.home / "logs" / run_id
         replay = Replay.load(options["replay"]) if options.get("replay") else None
@@ -328,7 +328,7 @@ class _Run:
         ctx = StepContext(step=step, address=address, attempt=attempt, run_id=self.run_id, mission=self.mission,
                           data=data, ports=self.ports, emit=self.emitter(address))
         if step.kind == "worker":
-            from .doors import WorkerDoors
+            from .worker import WorkerDoors
 
             doors = WorkerDoors(self, step, address, attempt, data)
             ctx = replace(ctx, model=doors.model, act=doors.act, resolve_model=doors.resolve_model)

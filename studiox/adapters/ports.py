@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .steps import StepError
+from ..errors import StepError
 
 
 class ToolsDoor(Protocol):

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .schema import suggest
-from .steps import StepError
+from ..errors import StepError, suggest
 
 IDEMPOTENCY_META_KEY = "studiox/idempotency_key"
 DEFAULT_START_TIMEOUT = 30.0
@@ -235,7 +234,7 @@ def _result(integration: str, tool: str, result):
 
 
 def _seconds(value) -> float | None:
-    from .mission import seconds
+    from ..durations import seconds
 
     return seconds(value)
 

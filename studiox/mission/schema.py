@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from functools import cache
 from pathlib import Path
 
-from .errors import Problem
+from ..errors import Problem, suggest
 from .yamlread import Located, render_path
 
 _HERE = Path(__file__).resolve().parent
 # In a wheel the schema is packaged beside this module; in a source checkout it is ../schemas.
-_CANDIDATES = (_HERE / "mission.schema.json", _HERE.parent / "schemas" / "mission.schema.json")
+_CANDIDATES = (_HERE / "mission.schema.json", _HERE.parents[1] / "schemas" / "mission.schema.json")
 
 _TYPE_WORDS = {
     "object": "a mapping (key: value lines)",
@@ -59,10 +58,6 @@ def _validator():
     return jsonschema.Draft202012Validator(mission_schema())
 
 
-def suggest(word: str, choices) -> str:
-    """' — did you mean 'x'?' when a close choice exists, else ''."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" — did you mean '{close[0]}'?" if close else ""
 
 
 def check(located: Located) -> list[Problem]:

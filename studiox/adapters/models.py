@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .steps import StepError
+from ..errors import StepError
 
 # providers that run locally or on the user's own server: no API key is expected
 _KEYLESS = {"ollama", "ollama_chat", "lm_studio", "hosted_vllm", "vllm", "llamafile", "openai_like", "custom_openai"}
@@ -67,8 +67,8 @@ class Replay:
 
     @classmethod
     def load(cls, path: str | Path) -> Replay:
-        from . import yamlread
-        from .errors import MissionInvalid, UsageError
+        from ..errors import MissionInvalid, UsageError
+        from ..mission import yamlread
 
         try:
             text = Path(path).read_text(encoding="utf-8")

@@ -104,7 +104,7 @@ def derive(run_id: str, events: list[dict]) -> RunState:
         try:
             _fold(state, ev)
         except (KeyError, TypeError, AttributeError):
-            from .errors import StoreError
+            from ..errors import StoreError
 
             raise StoreError(f"event {ev.get('seq', '?')} of run {run_id} is malformed, so the run's journal cannot be "
                              "trusted; the state folder was left untouched") from None
@@ -154,7 +154,7 @@ def summary(store: Store, run_id: str) -> tuple[dict | None, dict | None]:
 
 def resolve_run(store: Store | None, text: str) -> str:
     """A run id from what a person typed: the whole id, or a prefix that names one run."""
-    from .errors import RunNotFound
+    from ..errors import RunNotFound
 
     if store is None:
         raise RunNotFound(f"no run '{text}': there are no runs here yet")

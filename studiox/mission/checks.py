@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import expressions as ex
-from .errors import Problem
+from .. import expressions as ex
+from ..errors import Problem
 from .schema import suggest
 from .yamlread import Located, render_path
 

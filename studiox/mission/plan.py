@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .mission import Mission, Step
+from . import Mission, Step
 
 
 @dataclass(frozen=True)

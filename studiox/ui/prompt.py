@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from .governance import APPROVED, REJECTED, Decision, DecisionError, DecisionQueue, edited_action, os_user
+from ..governance import APPROVED, REJECTED, Decision, DecisionError, DecisionQueue, edited_action, os_user
 
 CHOICES = {"a": "approve", "approve": "approve", "e": "edit", "edit": "edit", "r": "reject", "reject": "reject",
            "d": "defer", "defer": "defer", "": "defer"}

@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from .governance import Action, needs_decision
-from .mission import Step
-from .models import ModelCall
-from .steps import StepError
+from ..adapters.models import ModelCall
+from ..errors import StepError
+from ..governance import Action, needs_decision
+from ..mission import Step
 
 if TYPE_CHECKING:
-    from .engine import _Run
+    from . import _Run
 
 _LIMITS = (("max_cost_usd", "cost", "US dollars"), ("max_tokens", "tokens", "tokens"),
            ("max_tool_calls", "tool_calls", "tool calls"))
@@ -86,7 +86,7 @@ class WorkerDoors:
 
         Returns the tool's result, or (told to the model) its error or a person's rejection.
         """
-        from .engine import _Rejected
+        from . import _Rejected
 
         self.calls += 1
         address = f"{self.prefix}/call{self.calls}"
@@ -158,7 +158,7 @@ class WorkerDoors:
         return f"budget:{'mission' if scope == 'mission' else self.address}:{limit_name}:"
 
     def ask_for_more(self, scope: str, limit_name: str, unit: str, limit: float, spent: float, step_size) -> None:
-        from .engine import _Rejected
+        from . import _Rejected
 
         run = self.run
         number = 1 + sum(1 for k in run.state.decided if k.startswith(self.slot(scope, limit_name)))

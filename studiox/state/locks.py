@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import RunLocked
+from ..errors import RunLocked
 
 
 class RunLock:

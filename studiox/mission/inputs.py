@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import yamlread
-from .errors import InputsInvalid, MissionInvalid
-from .mission import Mission
+from ..errors import InputsInvalid, MissionInvalid
+from . import Mission, yamlread
 from .schema import suggest
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from rich.markup import escape
 from rich.table import Table
 
-from .journal import RunState
-from .locks import is_driven
-from .store import Store
+from ..state.journal import RunState
+from ..state.locks import is_driven
+from ..state.store import Store
 
 STATUS_STYLE = {
     "succeeded": "green", "failed": "red", "cancelled": "magenta", "waiting": "yellow",
@@ -151,7 +151,7 @@ class RunRow:
 
 def list_runs(store: Store) -> list[RunRow]:
     """Every run in the store, newest first, each read in a few lookups."""
-    from .journal import summary
+    from ..state.journal import summary
 
     rows = []
     for key, info in store.records("run:"):

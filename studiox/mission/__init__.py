@@ -7,31 +7,22 @@ line, column and YAML path.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..durations import seconds
+from ..errors import MissionInvalid, Problem
 from . import checks, schema, yamlread
 from .checks import KINDS
-from .errors import MissionInvalid, Problem
 
 DEFAULT_VERDICT = "Completed"
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _duration(value, default: float) -> float:
     return default if value is None else float(seconds(value) or 0.0)
 
 
-def seconds(value) -> float | None:
-    """A duration (``"1h30m"`` or a number of seconds) in seconds."""
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    return sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(value))
 
 
 @dataclass(frozen=True)
@@ -187,7 +178,7 @@ def from_snapshot(text: str, file: str, digest: str) -> Mission:
     It was fully checked when the run started; its digest proves it is the same text, so
     resuming skips the checks (and stays fast for long missions).
     """
-    from .errors import StoreError
+    from ..errors import StoreError
 
     if digest_of(text) != digest:
         raise StoreError(f"the mission snapshot of this run does not match its digest; the journal was altered "

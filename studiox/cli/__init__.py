@@ -17,8 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
-from .errors import MissionInvalid, StudioxError
+from .. import __version__
+from ..errors import MissionInvalid, StudioxError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING, EXIT_INTERRUPTED, EXIT_BUG = 0, 1, 2, 3, 130, 70
 
@@ -70,8 +70,8 @@ def validate(
     as_json: AsJson = False,
 ) -> None:
     """Check mission files and show each valid one's plan. Exit 0 when all are valid, else 2."""
-    from .mission import Mission, load
-    from .plan import plan
+    from ..mission import Mission, load
+    from ..mission.plan import plan
 
     results: list[tuple[str, Mission | None, list]] = []
     for file in files:
@@ -106,7 +106,7 @@ PORTS_FACTORY = None  # a door for embedders and tests: Mission -> studiox.ports
 
 
 def _store(home: Path | None, *, create: bool):
-    from .store import Store
+    from ..state.store import Store
 
     return Store.open(home_path(home), create=create)
 
@@ -120,8 +120,8 @@ def _interactive(no_input: bool) -> bool:
 
 
 def _engine(store, *, quiet: bool = False, interactive: bool = False):
-    from .engine import Engine
-    from .rail import live_line
+    from ..engine import Engine
+    from ..ui.rail import live_line
 
     def show(event: dict) -> None:
         if quiet:
@@ -138,7 +138,7 @@ def _engine(store, *, quiet: bool = False, interactive: bool = False):
 
     prompt = None
     if interactive:
-        from .prompt import ask
+        from ..ui.prompt import ask
 
         def prompt(decision, queue):
             ask(decision, queue, console=out)
@@ -154,7 +154,7 @@ def _finish(outcome) -> None:
     if outcome.status == "succeeded":
         raise typer.Exit(EXIT_OK)
     if outcome.status == "waiting":
-        from .rail import short
+        from ..ui.rail import short
 
         waiting = outcome.waiting
         did, action = waiting["decision"], waiting["action"]
@@ -204,16 +204,16 @@ def run(
                                          "docs/workers.md).")] = None,
 ) -> None:
     """Run a mission from its first step. Prints the run id first, then each step, then the verdict."""
-    from .doors import env_model
-    from .inputs import collect
-    from .mission import load
+    from ..engine.worker import env_model
+    from ..mission import load
+    from ..mission.inputs import collect
 
     mission = load(mission_file)
     values = collect(mission, input_pairs, input_files)
     options = {"model": model, "env_model": env_model(), "cache": cache,
                "replay": str(replay.resolve()) if replay else None}
     if replay:
-        from .models import Replay
+        from ..adapters.models import Replay
 
         Replay.load(replay)  # a broken replay file is a usage error before anything runs
     store = _store(home, create=True)
@@ -231,7 +231,7 @@ def resume(
         "--retry", help="Take up a failed run again from the step that failed (once its cause is fixed).")] = False,
 ) -> None:
     """Continue a paused or interrupted run from its first unfinished step."""
-    from .journal import resolve_run
+    from ..state.journal import resolve_run
 
     store = _store(home, create=False)
     run_id = resolve_run(store, run_id)
@@ -247,12 +247,12 @@ app.add_typer(decision_app, name="decision")
 def _queue(home: Path | None):
     import time
 
-    from .governance import DecisionQueue
-    from .journal import resolve_run  # noqa: F401 - the same store rules as runs
+    from ..governance import DecisionQueue
+    from ..state.journal import resolve_run  # noqa: F401 - the same store rules as runs
 
     store = _store(home, create=False)
     if store is None:
-        from .errors import RunNotFound
+        from ..errors import RunNotFound
 
         raise RunNotFound(f"no decisions: there are no runs in {home_path(home)} yet")
     return store, DecisionQueue(store, time.time)
@@ -266,7 +266,7 @@ def decisions(
         "--all", help="Decided, expired and void ones too (void: the run ended without them).")] = False,
 ) -> None:
     """The Decision Queue: pending decisions across all runs, oldest first."""
-    from .rail import decisions_table
+    from ..ui.rail import decisions_table
 
     store = _store(home, create=False)
     if store is None:
@@ -290,8 +290,8 @@ def decision_show(
     as_json: AsJson = False,
 ) -> None:
     """Show one decision: the action, its arguments, the evidence, and the outcome if made."""
-    from .prompt import panel
-    from .rail import outcome_line
+    from ..ui.prompt import panel
+    from ..ui.rail import outcome_line
 
     _, queue = _queue(home)
     decision = queue.get(decision_id)
@@ -306,9 +306,9 @@ def decision_show(
 def _decide(decision_id: str, status: str, home: Path | None, *, note: str | None, claimed: str | None,
             edits: list[str], resume_now: bool, no_input: bool, resolution: str | None = None,
             result: str | None = None) -> None:
-    from .governance import APPROVED, DecisionError, edited_action, os_user, parse_edits
-    from .journal import derive
-    from .rail import outcome_line
+    from ..governance import APPROVED, DecisionError, edited_action, os_user, parse_edits
+    from ..state.journal import derive
+    from ..ui.rail import outcome_line
 
     store, queue = _queue(home)
     decision = queue.get(decision_id)
@@ -359,7 +359,7 @@ def approve(
     no_input: NoInput = False,
 ) -> None:
     """Approve a pending action; the run carries it out exactly as approved."""
-    from .governance import APPROVED, DecisionError
+    from ..governance import APPROVED, DecisionError
 
     if happened and retry:
         raise DecisionError("choose one: --happened (it took effect) or --retry (call it again)")
@@ -381,7 +381,7 @@ def reject(
     no_input: NoInput = False,
 ) -> None:
     """Reject a pending action: it never runs, and the mission follows its on_reject."""
-    from .governance import REJECTED, DecisionError
+    from ..governance import REJECTED, DecisionError
 
     if not reason.strip():
         raise DecisionError("a rejection needs a reason: --reason TEXT")
@@ -399,7 +399,7 @@ def runs(
     mission: Annotated[str | None, typer.Option("--mission", help="Only runs of this mission.")] = None,
 ) -> None:
     """List runs, newest first."""
-    from .rail import list_runs, runs_table
+    from ..ui.rail import list_runs, runs_table
 
     store = _store(home, create=False)
     rows = list_runs(store) if store else []
@@ -419,9 +419,9 @@ def status(
     as_json: AsJson = False,
 ) -> None:
     """Show one run: its status, verdict and each step so far."""
-    from .journal import derive, resolve_run
-    from .locks import is_driven
-    from .rail import STATUS_STYLE, finished_line, seconds, steps_table, when
+    from ..state.journal import derive, resolve_run
+    from ..state.locks import is_driven
+    from ..ui.rail import STATUS_STYLE, finished_line, seconds, steps_table, when
 
     store = _store(home, create=False)
     run_id = resolve_run(store, run_id)
@@ -446,7 +446,7 @@ def status(
     out.print(f"run [bold]{run_id}[/] · mission {state.mission_name} · [{style}]{current}[/] · "
               f"started {when(state.started['at'] if state.started else None)} · {seconds(state.duration)}")
     out.print(steps_table(state))
-    from .rail import usage_table
+    from ..ui.rail import usage_table
 
     usage = usage_table(state)
     if usage is not None:
@@ -470,8 +470,8 @@ def log(
     = False,
 ) -> None:
     """The run's Observations rail, from the start: every step, observation, decision and outcome."""
-    from .journal import resolve_run
-    from .rail import rail_lines
+    from ..state.journal import resolve_run
+    from ..ui.rail import rail_lines
 
     store = _store(home, create=False)
     run_id = resolve_run(store, run_id)
@@ -491,7 +491,7 @@ def cancel(
     home: Home = None,
 ) -> None:
     """Cancel a run for good: a cancelled run never resumes."""
-    from .journal import resolve_run
+    from ..state.journal import resolve_run
 
     store = _store(home, create=False)
     run_id = resolve_run(store, run_id)
@@ -512,15 +512,15 @@ def tools(
     """Start each integration of a mission and list its tools, their annotations, and what studiox will do."""
     import asyncio
 
-    from .integrations import inventory
-    from .mission import load
+    from ..adapters.mcp import inventory
+    from ..mission import load
 
     mission = load(mission_file)
     rows = asyncio.run(inventory(mission))
     if as_json:
         out.print_json(json.dumps(rows))
         return
-    from .rail import tools_table
+    from ..ui.rail import tools_table
 
     out.print(tools_table(rows))
     if any(r.get("error") for r in rows):
@@ -530,7 +530,7 @@ def tools(
 @app.command()
 def schema() -> None:
     """Print the mission JSON Schema (for editors: see docs/missions.md)."""
-    from .schema import schema_path
+    from ..mission.schema import schema_path
 
     sys.stdout.write(schema_path().read_text(encoding="utf-8"))
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from .errors import MissionInvalid, Problem
+from ..errors import MissionInvalid, Problem
 
 MAX_BYTES = 1024 * 1024
 MAX_NODES = 100_000  # nodes after alias expansion: far above any real mission, far below a bomb

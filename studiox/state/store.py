@@ -26,8 +26,8 @@ from pathlib import Path
 from diskcache import Cache, Disk
 from diskcache.core import MODE_RAW, MODE_TEXT, UNKNOWN
 
-from . import __version__
-from .errors import StoreError
+from .. import __version__
+from ..errors import StoreError
 
 FORMAT = 1
 MARKER = "studiox.json"
