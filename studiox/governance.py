@@ -50,11 +50,12 @@ class Action:
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "target": self.target, "arguments": self.arguments, "read_only": self.read_only,
-                "digest": self.digest()}
+                "idempotent": self.idempotent, "digest": self.digest()}
 
     @classmethod
     def from_dict(cls, data: dict) -> Action:
-        return cls(data["kind"], data["target"], data["arguments"], data.get("read_only", False))
+        return cls(data["kind"], data["target"], data["arguments"], data.get("read_only", False),
+                   idempotent=data.get("idempotent", False))
 
 
 @dataclass
@@ -103,20 +104,38 @@ class DecisionQueue:
         self.clock = clock
 
     def request(self, *, run_id: str, mission: str, step: str, action: Action, evidence: list, explain: str | None,
-                timeout: float | None, in_doubt: bool = False, new_id=None) -> Decision:
-        """File a pending decision; returns it with its short id.
+                timeout: float | None, in_doubt: bool = False, slot: str | None = None, new_id=None) -> Decision:
+        """File a pending decision for ``slot`` of a run; returns it with its short id.
 
+        The slot is claimed first (``slot:RUN:SLOT`` → id), then the decision is written: a crash
+        between the two leaves a claim that :meth:`for_slot` completes, never a second decision.
         An ``in_doubt`` decision asks whether a cut-off call happened, rather than whether it may run.
         """
         now = self.clock()
-        record = {"run": run_id, "mission": mission, "step": step, "action": action.as_dict(), "in_doubt": in_doubt,
-                  "input_schema": action.input_schema, "evidence": evidence, "explain": explain,
-                  "requested_at": now, "expires_at": now + timeout if timeout else None}
+        slot = slot or step
+        record = {"run": run_id, "mission": mission, "step": step, "slot": slot, "action": action.as_dict(),
+                  "in_doubt": in_doubt, "input_schema": action.input_schema, "evidence": evidence,
+                  "explain": explain, "requested_at": now, "expires_at": now + timeout if timeout else None}
         for _ in range(50):
             decision_id = (new_id or _new_id)()
+            if self.store.record(f"decision:{decision_id}") is not None:
+                continue
+            if not self.store.add_record(f"slot:{run_id}:{slot}", {"id": decision_id, **record}):
+                found = self.for_slot(run_id, slot)
+                assert found is not None  # the claim exists
+                return found
             if self.store.add_record(f"decision:{decision_id}", {"id": decision_id, **record}):
                 return Decision(decision_id, {"id": decision_id, **record})
         raise StudioxError("could not find a free decision id")  # pragma: no cover
+
+    def for_slot(self, run_id: str, slot: str) -> Decision | None:
+        """The decision filed for a slot of a run, if any (completing one a crash cut short)."""
+        claim = self.store.record(f"slot:{run_id}:{slot}")
+        if claim is None:
+            return None
+        if self.store.record(f"decision:{claim['id']}") is None:
+            self.store.add_record(f"decision:{claim['id']}", claim)
+        return self.get(claim["id"])
 
     def get(self, decision_id: str) -> Decision:
         request = self.store.record(f"decision:{decision_id}")

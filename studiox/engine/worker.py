@@ -9,6 +9,8 @@ is answered from the journal: the model is not asked again, a tool is not called
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from typing import TYPE_CHECKING
 
@@ -16,9 +18,11 @@ from ..adapters.models import ModelCall
 from ..errors import StepError
 from ..governance import Action, needs_decision
 from ..mission import Step
+from .acting import act_once
+from .control import JournalMismatch, Rejected
 
 if TYPE_CHECKING:
-    from . import _Run
+    from .walk import Run
 
 _LIMITS = (("max_cost_usd", "cost", "US dollars"), ("max_tokens", "tokens", "tokens"),
            ("max_tool_calls", "tool_calls", "tool calls"))
@@ -27,10 +31,11 @@ _LIMITS = (("max_cost_usd", "cost", "US dollars"), ("max_tokens", "tokens", "tok
 class WorkerDoors:
     """Bound to one attempt of one worker step."""
 
-    def __init__(self, run: _Run, step: Step, address: str, attempt: int, data: dict):
+    def __init__(self, run: Run, step: Step, address: str, attempt: int, data: dict):
         self.run, self.step, self.address, self.attempt, self.data = run, step, address, attempt, data
         self.turn = 0
         self.calls = 0
+        self.keys_used: dict[str, int] = {}
         self.journaled = [e for e in run.state.model_calls if e["step"] == address and e["attempt"] == attempt]
         self.prefix = address if attempt == 1 else f"{address}@{attempt}"
 
@@ -58,7 +63,14 @@ class WorkerDoors:
         index = self.turn
         self.turn += 1
         if index < len(self.journaled):
-            return self.journaled[index]["reply"]
+            journaled = self.journaled[index]
+            if journaled.get("request") not in (None, call.fingerprint()):
+                raise JournalMismatch(
+                    f"the journal of run {self.run.run_id} does not match: model turn {index + 1} of step "
+                    f"{self.address} was asked differently when it was journaled than studiox would ask it now, so "
+                    "its journaled answer cannot be used; the run was left as it was (resume it with the studiox "
+                    f"version that started it, {self.run.started_by})")
+            return journaled["reply"]
         self.within_budget(("cost", "tokens"))
         use_cache = bool(self.step.spec.get("cache") or self.run.options.get("cache"))
         store = self.run.engine.store
@@ -72,7 +84,8 @@ class WorkerDoors:
             if use_cache:
                 store.add_record(f"cache:{call.fingerprint()}", reply)
         event = self.run.journal.append(
-            "model_call", step=self.address, attempt=self.attempt, index=index, reply=reply, cached=cached,
+            "model_call", step=self.address, attempt=self.attempt, index=index, request=call.fingerprint(),
+            reply=reply, cached=cached,
             model=reply["model"], input_tokens=reply["input_tokens"], output_tokens=reply["output_tokens"],
             cost_usd=0.0 if cached else reply["cost_usd"], latency_s=0.0 if cached else reply["latency_s"])
         self.run.state.model_calls.append(event)
@@ -84,43 +97,57 @@ class WorkerDoors:
     async def act(self, target: str, arguments: dict):
         """A tool call the model asked for: through the same gate as tool steps, exactly once.
 
-        Returns the tool's result, or (told to the model) its error or a person's rejection.
+        Returns the tool's result, or (told to the model) its error or a person's rejection. The
+        call's idempotency key names the step and the call itself (tool and arguments), not the
+        attempt: a retried worker that asks for a call an earlier attempt made gets the journaled
+        result, and an idempotent server sees the same key.
         """
-        from . import _Rejected
-
         self.calls += 1
         address = f"{self.prefix}/call{self.calls}"
         run = self.run
         done = run.state.actions.get(address)
         if done is not None and done["type"] == "action_finished":
             return done["result"] if done["ok"] else {"error": done["error"]["message"]}
+        key = self.call_key(target, arguments)
+        emit = run.emitter(self.address)
+        earlier = run.state.action_keys.get(key)
+        if earlier is not None and earlier["step"] != address and earlier["type"] == "action_finished" \
+                and earlier["ok"]:
+            emit(f"{target} with these arguments was already made by an earlier attempt ({earlier['step']}): its "
+                 "journaled result is used, the call is not made again")
+            return earlier["result"]
         integration, tool = target.split(".", 1)
         info = await run.ports.tools.describe(integration, tool) or {}
         action = Action("tool", target, arguments, read_only=bool(info.get("read_only")),
                         input_schema=info.get("input_schema"), idempotent=bool(info.get("idempotent")))
         self.within_budget(("tool_calls",))
-        emit = run.emitter(self.address)
         if needs_decision(_no_required(self.step), action):
             try:
-                action = run.gate(self.step, address, action, self.data)
-            except _Rejected as r:
+                action = run.gate.check(self.step, address, action, self.data)
+            except Rejected as r:
                 why = r.applied.get("note") or "no reason given"
                 emit(f"{target} was {r.applied['status']} by {r.applied['by']}: the model is told so")
-                run.journal.append("action_finished", step=address, ok=False,
+                run.journal.append("action_finished", step=address, key=key, ok=False,
                                    error={"kind": "rejected", "message": f"a person rejected this call: {why}"})
                 return {"rejected": True, "reason": why}
         emit(f"calling {target}", arguments=action.arguments)
-        key = f"{run.run_id}/{address}"
 
         async def call():
             return await run.ports.tools.call(integration, tool, action.arguments, key=key)
 
         try:
-            return await run.acting(self.step, address, action, call, key=key, emit=emit)
+            return await act_once(run, self.step, address, action, call, key=key, emit=emit)
         except StepError as e:
             if e.outcome_unknown:
                 raise  # a cut-off state-changing call is the engine's business, not the model's
             return {"error": e.message}
+
+    def call_key(self, target: str, arguments: dict) -> str:
+        """``RUN/STEP/TOOL#DIGEST``, with ``~N`` for the N-th identical call within one attempt."""
+        digest = hashlib.sha256(json.dumps([target, arguments], sort_keys=True).encode()).hexdigest()[:12]
+        key = f"{self.run.run_id}/{self.address}/{target}#{digest}"
+        self.keys_used[key] = self.keys_used.get(key, 0) + 1
+        return key if self.keys_used[key] == 1 else f"{key}~{self.keys_used[key]}"
 
     # ------------------------------------------------------------------ budgets
 
@@ -130,12 +157,10 @@ class WorkerDoors:
             for limit_name, kind, unit in _LIMITS:
                 if kind not in kinds or not budget or budget.get(limit_name) is None:
                     continue
-                granted = self.extensions(scope, limit_name)
-                limit = budget[limit_name] + granted
-                spent = self.spent(scope)[kind]
-                if spent < limit:
-                    continue
-                self.ask_for_more(scope, limit_name, unit, limit, spent, budget[limit_name])
+                # a raise smaller than the overshoot asks again, until the budget covers what was spent
+                while (spent := self.spent(scope)[kind]) >= (limit := budget[limit_name] +
+                                                            self.extensions(scope, limit_name)):
+                    self.ask_for_more(scope, limit_name, unit, limit, spent, budget[limit_name])
 
     def spent(self, scope: str) -> dict:
         calls = self.run.state.model_calls
@@ -158,8 +183,6 @@ class WorkerDoors:
         return f"budget:{'mission' if scope == 'mission' else self.address}:{limit_name}:"
 
     def ask_for_more(self, scope: str, limit_name: str, unit: str, limit: float, spent: float, step_size) -> None:
-        from . import _Rejected
-
         run = self.run
         number = 1 + sum(1 for k in run.state.decided if k.startswith(self.slot(scope, limit_name)))
         slot = f"{self.slot(scope, limit_name)}{number}"
@@ -168,11 +191,11 @@ class WorkerDoors:
         run.emitter(self.address)(f"the {scope}'s budget of {limit:g} {unit} is used up ({spent:g}); asking "
                                   "whether to go on")
         try:
-            run.decide_slot(self.step, self.address, action, slot,
-                            explain=f"The {scope}'s budget ({limit_name} = {limit:g} {unit}) is used up: {spent:g} "
-                                    f"so far. Approve to allow {step_size:g} more (change it with --set "
-                                    "raise_by=N), or reject to stop the run here.")
-        except _Rejected as r:
+            run.gate.decide_slot(self.step, self.address, action, slot,
+                                 explain=f"The {scope}'s budget ({limit_name} = {limit:g} {unit}) is used up: {spent:g} "
+                                         f"so far. Approve to allow {step_size:g} more (change it with --set "
+                                         "raise_by=N), or reject to stop the run here.")
+        except Rejected as r:
             why = r.applied.get("note") or "no reason given"
             raise StepError("budget", f"the {scope}'s budget ({limit_name} {limit:g}) is used up ({spent:g}) and "
                             f"{r.applied['by']} declined to raise it: {why}") from None

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from .store import Store
 
 TERMINAL = {"run_finished"}
+JOURNAL_FORMAT = 1  # what run_started says; a newer format is never driven by an older studiox
 EVENT_TYPES = (
     "run_started",       # mission snapshot (source, digest), inputs, who started it
     "run_resumed",       # a process took the run up again (after a pause, a crash or Ctrl-C)
@@ -69,6 +70,7 @@ class RunState:
     decided: dict[str, dict] = field(default_factory=dict)  # step address → its 'decision_applied' event
     observations: list[dict] = field(default_factory=list)
     actions: dict[str, dict] = field(default_factory=dict)  # step address → its last action_* event
+    action_keys: dict[str, dict] = field(default_factory=dict)  # idempotency key → its last action_* event
     model_calls: list[dict] = field(default_factory=list)  # every model_call event, in order
     resumed: int = 0
 
@@ -78,13 +80,7 @@ class RunState:
 
     def status(self, driven: bool) -> str:
         """succeeded · failed · cancelled · waiting · running · interrupted."""
-        if self.finished:
-            return self.finished["status"]
-        if driven:
-            return "running"
-        if self.waiting:
-            return "waiting"
-        return "interrupted"
+        return run_status(self.finished or self.last, driven=driven, waiting=self.waiting is not None)
 
     @property
     def verdict(self) -> str | None:
@@ -95,6 +91,21 @@ class RunState:
         if not self.started or not self.last:
             return None
         return self.last["at"] - self.started["at"]
+
+
+def run_status(last: dict | None, *, driven: bool, waiting: bool | None = None) -> str:
+    """The one rule for a run's status, from its last event (and, when known, whether a decision is open).
+
+    A listing reads only the last event: a run is waiting when it parked (``waiting``) or was
+    interrupted at the decision prompt (``run_interrupted`` naming the decision it waits for).
+    """
+    if last is not None and last["type"] in TERMINAL:
+        return last["status"]
+    if driven:
+        return "running"
+    if waiting is None:
+        waiting = last is not None and (last["type"] == "waiting" or bool(last.get("waiting")))
+    return "waiting" if waiting else "interrupted"
 
 
 def derive(run_id: str, events: list[dict]) -> RunState:
@@ -132,7 +143,10 @@ def _fold(state: RunState, ev: dict) -> None:
     elif kind == "observation":
         state.observations.append(ev)
     elif kind in ("action_started", "action_finished"):
+        key = ev.get("key") or (state.actions.get(ev["step"]) or {}).get("key")
         state.actions[ev["step"]] = ev
+        if key:
+            state.action_keys[key] = ev
     elif kind == "model_call":
         state.model_calls.append(ev)
     elif kind == "run_resumed":

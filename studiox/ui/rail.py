@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from rich.markup import escape
 from rich.table import Table
 
-from ..state.journal import RunState
+from ..state.journal import RunState, run_status
 from ..state.locks import is_driven
 from ..state.store import Store
 
@@ -160,19 +160,12 @@ def list_runs(store: Store) -> list[RunRow]:
         if first is None or last is None:
             continue
         driven = is_driven(store.home, run_id)
-        status = _status(last, driven)
+        status = run_status(last, driven=driven)
         rows.append(RunRow(run_id, first.get("mission", info.get("mission", "?")), status,
                            last.get("verdict") if last["type"] == "run_finished" else None,
                            first["at"], last["at"] - first["at"]))
     return sorted(rows, key=lambda r: r.started or 0, reverse=True)
 
-
-def _status(last: dict, driven: bool) -> str:
-    if last["type"] == "run_finished":
-        return last["status"]
-    if driven:
-        return "running"
-    return "waiting" if last["type"] == "waiting" else "interrupted"
 
 
 def runs_table(rows: list[RunRow]) -> Table:

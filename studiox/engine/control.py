@@ -1,0 +1,69 @@
+"""How a drive ends: the ``Outcome``, and the signals that carry a run-level event up the walk.
+
+A signal is raised where the event happens (a ``finish`` step, a rejection, a park for a
+decision) and caught once, by ``walk.Run.main``, which journals the run's end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import StudioxError
+
+
+@dataclass
+class Outcome:
+    """How a drive of a run ended."""
+
+    run_id: str
+    status: str  # succeeded · failed · cancelled · waiting
+    verdict: str | None = None
+    note: str | None = None
+    error: dict | None = None
+    waiting: dict | None = None
+    mission_changed: bool = False
+
+
+class Finish(Exception):
+    """The run ends now with a verdict (a ``finish`` step, or a rejection the mission turns into one)."""
+
+    def __init__(self, verdict: str, note: str | None):
+        self.verdict, self.note = verdict, note
+
+
+class Fail(Exception):
+    """The run fails now (a step failed with no way on, or a ``fail`` step)."""
+
+    def __init__(self, error: dict):
+        self.error = error
+
+
+class Cancelled(Exception):
+    """Somebody cancelled the run; it stops before its next step."""
+
+
+class Rejected(Exception):
+    """A person (or a time limit) said no to an action; ``applied`` is the decision_applied event."""
+
+    def __init__(self, applied: dict):
+        self.applied = applied
+
+
+class Park(Exception):
+    """The run waits for a decision; the process stops driving it."""
+
+    def __init__(self, decision: Any, waiting: dict):
+        self.decision, self.waiting = decision, waiting
+
+
+class JournalMismatch(StudioxError):
+    """Resuming would mix the journal with a different conversation or action (exit 2).
+
+    Like Temporal's non-determinism error: the journal and the code disagree, so studiox stops
+    rather than guess. Nothing is written; the run stays as it was.
+    """
+
+
+# which signal wins when several items of a foreach end at once: a run-level one first
+PRIORITY = (Cancelled, Park, Finish, Fail)

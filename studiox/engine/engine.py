@@ -1,0 +1,175 @@
+"""The durable engine: starts runs and drives them, one process per run, holding its lock."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from .. import mission as missions
+from ..adapters.ports import Ports
+from ..errors import RunLocked, RunNotFound, RunNotResumable, StudioxError
+from ..governance import Decision, DecisionQueue, os_user
+from ..mission import Mission
+from ..state.journal import JOURNAL_FORMAT, Journal, RunState, derive
+from ..state.locks import RunLock
+from ..state.store import Store
+from .control import Outcome
+from .walk import Run
+
+_ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+
+
+class Engine:
+    """Starts and drives runs in one state folder. Time, randomness and ids come in as doors."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        ports: Callable[[Mission, str, dict], Ports] | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+        new_id: Callable[[], str] | None = None,
+        listener: Callable[[dict], None] | None = None,
+        kill_after_event: int | str | None = None,
+        prompt: Callable[[Decision, DecisionQueue], None] | None = None,
+    ):
+        self.store = store
+        self.ports = ports or self._default_ports
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng
+        self.new_id = new_id or (lambda: "".join(secrets.choice(_ID_ALPHABET) for _ in range(8)))
+        self.listener = listener
+        self.kill_after_event = kill_after_event
+        self.prompt = prompt  # asks a person at a terminal; None parks the run instead
+        self.decisions = DecisionQueue(store, clock)
+
+    def start(self, mission: Mission, inputs: dict, options: dict | None = None) -> str:
+        """Create a run: register it and journal its start (with the mission snapshot).
+
+        ``options`` are the run's settings from the command line (``model``, ``cache``,
+        ``replay``); they are journaled so that a resumed run keeps them.
+        """
+        for _ in range(20):
+            run_id = self.new_id()
+            if self.store.add_record(f"run:{run_id}", {"mission": mission.name, "created": self.clock()}):
+                break
+        else:  # pragma: no cover - 31^8 ids
+            raise StudioxError("could not find a free run id")
+        self._journal(run_id).append(
+            "run_started", run=run_id, mission=mission.name, version=mission.version, file=mission.file,
+            path=str(Path(mission.file).resolve()),
+            digest=mission.digest, source=mission.source, inputs=inputs, studiox=__version__,
+            journal_format=JOURNAL_FORMAT, pid=os.getpid(), host=socket.gethostname(), user=os_user(),
+            options=options or {},
+        )
+        return run_id
+
+    def drive(self, run_id: str, *, resume: bool = False, retry_failed: bool = False) -> Outcome:
+        """Run (or resume) a run until it finishes, fails, parks or is cancelled; holds its lock.
+
+        ``retry_failed`` takes up a failed run again from the step that failed (after, say, the
+        system it called was repaired); steps that finished are still never run again.
+        """
+        with RunLock(self.store.home, run_id):
+            state = self._resumable(run_id, retry_failed=retry_failed)
+            started = state.started
+            assert started is not None  # checked by _resumable
+            snapshot_file = started.get("path") or started["file"]
+            mission = missions.from_snapshot(started["source"], snapshot_file, started["digest"])
+            changed = _file_changed(started)
+            journal = self._journal(run_id)
+            if resume:
+                journal.append("run_resumed", pid=os.getpid(), host=socket.gethostname(), user=os_user(),
+                               mission_changed=changed)
+            outcome = asyncio.run(Run(self, mission, state, journal).main())
+            outcome.mission_changed = changed
+            return outcome
+
+    def _resumable(self, run_id: str, *, retry_failed: bool) -> RunState:
+        """The run's state, if this studiox may drive it on (called with the lock held)."""
+        state = derive(run_id, self.store.events(run_id))
+        if state.started is None:
+            raise RunNotFound(f"no run '{run_id}' in {self.store.home}")
+        written = state.started.get("journal_format", 1)
+        if not isinstance(written, int) or written > JOURNAL_FORMAT:
+            raise RunNotResumable(
+                f"run {run_id} was started by studiox {state.started.get('studiox', '?')}, whose journal "
+                f"(format {written}) this studiox {__version__} (format {JOURNAL_FORMAT}) cannot drive; "
+                "resume it with that version or newer")
+        if state.finished and state.finished["status"] == "failed":
+            error = state.finished.get("error") or {}
+            if not retry_failed:
+                raise RunNotResumable(
+                    f"run {run_id} has failed at {error.get('step', '?')}: {error.get('message', '')}; once the "
+                    f"cause is fixed, try again from that step with: studiox resume {run_id} --retry")
+            self._journal(run_id).append("run_reopened", user=os_user(), failed_at=error.get("step"))
+            state = derive(run_id, self.store.events(run_id))
+        if state.finished:
+            raise RunNotResumable(f"run {run_id} has already {state.finished['status']}"
+                                  f"{' (' + state.verdict + ')' if state.verdict else ''}; there is nothing to resume")
+        return state
+
+    def cancel(self, run_id: str, reason: str) -> str:
+        """Cancel a run: at once if no process drives it, else at that process's next step.
+
+        The run's state is read with its lock held, so a run that finished meanwhile is never
+        marked cancelled after its end.
+        """
+        try:
+            with RunLock(self.store.home, run_id):
+                self._state_for_cancel(run_id)
+                self._journal(run_id).append("run_finished", status="cancelled", reason=reason, user=os_user())
+                return "cancelled"
+        except RunLocked:
+            self._state_for_cancel(run_id)  # a run that already ended says so
+            self.store.add_record(f"cancel:{run_id}", {"reason": reason, "user": os_user(), "at": self.clock()})
+            return "requested"
+
+    def _state_for_cancel(self, run_id: str) -> RunState:
+        state = derive(run_id, self.store.events(run_id))
+        if state.started is None:
+            raise RunNotFound(f"no run '{run_id}' in {self.store.home}")
+        if state.finished:
+            raise RunNotResumable(f"run {run_id} has already {state.finished['status']}; it cannot be cancelled")
+        return state
+
+    def _default_ports(self, mission: Mission, run_id: str, options: dict) -> Ports:
+        from ..adapters.knowledge import Knowledge
+        from ..adapters.mcp import MCPTools
+        from ..adapters.models import LiteLLMModels, Replay
+
+        log_dir = self.store.home / "logs" / run_id
+        replay = Replay.load(options["replay"]) if options.get("replay") else None
+        return Ports(tools=MCPTools(mission.integrations, mission.base_dir, log_dir),
+                     models=LiteLLMModels(replay, sleep=self.sleep),
+                     knowledge=Knowledge(mission.knowledge, mission.base_dir))
+
+    def _journal(self, run_id: str) -> Journal:
+        return Journal(self.store, run_id, clock=self.clock, after_append=self._after_append)
+
+    def _after_append(self, event: dict) -> None:
+        if self.listener:
+            self.listener(event)
+        if self.kill_after_event in (event["seq"], event["type"]):
+            os.kill(os.getpid(), signal.SIGKILL)  # test door: die right after this event is on disk
+
+
+def _file_changed(started: dict) -> bool:
+    path = Path(started.get("path") or started.get("file", ""))
+    try:
+        return missions.digest_of(path.read_text(encoding="utf-8")) != started.get("digest")
+    except (OSError, UnicodeDecodeError):
+        return False
+

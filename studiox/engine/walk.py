@@ -1,0 +1,332 @@
+"""One drive of one run: walk the mission's steps, taking journaled outcomes where there are some.
+
+Resume is the same code as a first run: the mission is walked from its first step; a step
+whose outcome is journaled is not executed, its outcome is taken (outputs, jumps, verdicts), so
+the walk reaches the first unfinished step in exactly the state the run had. The write order
+is the contract: a step's ``step_started`` is on disk before it acts, its outcome before the
+next step starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from .. import expressions
+from .. import mission as missions
+from ..adapters.ports import Ports
+from ..errors import StepError
+from ..governance import Action, needs_decision
+from ..mission import Mission, Step
+from ..state.journal import Journal, RunState
+from ..steps import StepContext, executor_for, proposer_for
+from . import acting
+from .control import PRIORITY, Cancelled, Fail, Finish, Outcome, Park, Rejected
+from .gate import DEADLINES, Gate, text_of
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+@dataclass
+class Scope:
+    """What expressions see at one place: the steps so far, and loop variables."""
+
+    steps: dict = field(default_factory=dict)
+    vars: dict = field(default_factory=dict)
+
+
+class Run:
+    """One drive of one run."""
+
+    def __init__(self, engine: Engine, mission: Mission, state: RunState, journal: Journal):
+        self.engine = engine
+        self.mission = mission
+        self.state = state
+        self.journal = journal
+        self.run_id = state.run_id
+        started = state.started or {}
+        self.started_by = f"studiox {started.get('studiox', '?')}"
+        self.base = {
+            "inputs": started.get("inputs", {}),
+            "mission": {"name": mission.name, "version": mission.version, "description": mission.description},
+            "run": {"id": self.run_id, "started_at": started.get("at")},
+        }
+        self.options: dict = started.get("options") or {}
+        self.ports: Ports = engine.ports(mission, self.run_id, self.options)
+        self.observations = list(state.observations)
+        self.gate = Gate(self)
+
+    async def main(self) -> Outcome:
+        """Walk the run to its end, or until it parks; journal how it ended."""
+        try:
+            root = Scope()
+            await self.sequence(self.mission.steps, "", root)
+            verdict, note = self.verdict(root)
+            self.journal.append("run_finished", status="succeeded", verdict=verdict, note=note)
+            return Outcome(self.run_id, "succeeded", verdict, note)
+        except Finish as f:
+            self.journal.append("run_finished", status="succeeded", verdict=f.verdict, note=f.note)
+            return Outcome(self.run_id, "succeeded", f.verdict, f.note)
+        except Fail as f:
+            self.journal.append("run_finished", status="failed", error=f.error)
+            return Outcome(self.run_id, "failed", error=f.error)
+        except Park as p:
+            return Outcome(self.run_id, "waiting", waiting={"decision": p.decision.id, **p.waiting})
+        except Cancelled:
+            request = self.engine.store.record(f"cancel:{self.run_id}") or {}
+            self.journal.append("run_finished", status="cancelled", reason=request.get("reason"),
+                                user=request.get("user"))
+            return Outcome(self.run_id, "cancelled")
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            waiting = self.state.waiting
+            self.journal.append("run_interrupted", reason="interrupted (Ctrl-C)",
+                                **({"waiting": waiting["decision"]} if waiting else {}))
+            raise
+        finally:
+            await self.ports.close()
+
+    # ------------------------------------------------------------------ walking
+
+    async def sequence(self, steps: tuple[Step, ...], prefix: str, scope: Scope) -> None:
+        index = {s.id: i for i, s in enumerate(steps)}
+        visits: Counter[str] = Counter()
+        i = 0
+        while i < len(steps):
+            step = steps[i]
+            visits[step.id] += 1
+            limit = step.spec.get("max_iterations") if step.kind == "branch" else None
+            if limit and visits[step.id] > limit:
+                raise Fail({"step": step.id, "kind": "loop", "message": f"the branch '{step.id}' ran {limit} times, "
+                            "its max_iterations; the loop was stopped"})
+            address = prefix + step.id + (f"#{visits[step.id]}" if visits[step.id] > 1 else "")
+            target = await self.step(step, address, scope)
+            i = index[target] if target else i + 1
+
+    async def step(self, step: Step, address: str, scope: Scope) -> str | None:
+        """Run one step (or take its journaled outcome); return the id to jump to, if any."""
+        done = self.state.done.get(address)
+        if done is None:
+            if self.engine.store.record(f"cancel:{self.run_id}") is not None:
+                raise Cancelled()
+            done = await self.execute(step, address, scope)
+        scope.steps[step.id] = {"output": done.get("output"), "status": done["status"], "error": done.get("error")}
+        if done["status"] == "rejected" and not done.get("goto"):
+            if done.get("end"):
+                raise Finish(done["end"]["verdict"], done["end"].get("note"))
+            raise Fail(done["error"])
+        if done["status"] != "succeeded":
+            return done.get("goto")
+        output = done.get("output") or {}
+        if step.kind == "finish":
+            raise Finish(output["verdict"], output.get("note"))
+        if step.kind == "fail":
+            raise Fail({"step": address, "kind": "fail", "message": output["message"]})
+        return output.get("goto") if step.kind == "branch" else None
+
+    async def execute(self, step: Step, address: str, scope: Scope) -> dict:
+        """Attempts of one step, each journaled; returns its step_finished event."""
+        data = self.data(scope)
+        if step.when is not None:
+            try:
+                holds = expressions.render(step.when, data)
+            except expressions.ExpressionError as e:
+                return self.failed(step, address, StepError("expression", e.message), 0)
+            if not holds:
+                return self.finished(address, status="skipped", output=None, reason="its condition was false")
+        attempt = self.state.attempts.get(address, 0) + 1
+        while True:
+            if attempt > 1:
+                acting.settle_before_retry(self, step, address)
+            self.journal.append("step_started", step=address, kind=step.kind, attempt=attempt)
+            started = time.perf_counter()
+            try:
+                output = await self.limited(step, self.attempt(step, address, scope, data, attempt))
+            except Rejected as r:
+                return self.finished(address, **self.gate.rejection(step, address, r.applied, data))
+            except StepError as e:
+                retry = attempt < step.retry.attempts and e.retryable_under(step.retry.on)
+                delay = self.backoff(step, attempt) if retry else None
+                self.journal.append("step_failed", step=address, attempt=attempt, error=e.as_dict(),
+                                    retry_in=delay)
+                if delay is not None:
+                    await self.engine.sleep(delay)
+                    attempt += 1
+                    continue
+                return self.failed(step, address, e, attempt)
+            return self.finished(address, status="succeeded", output=output, attempts=attempt,
+                                 duration=round(time.perf_counter() - started, 6))
+
+    async def attempt(self, step: Step, address: str, scope: Scope, data: dict, attempt: int) -> Any:
+        """One attempt: propose, pass the gate, act (exactly once when it changes the world)."""
+        if step.kind == "foreach":
+            return await self.foreach(step, address, scope, data)
+        ctx = StepContext(step=step, address=address, attempt=attempt, run_id=self.run_id, mission=self.mission,
+                          data=data, ports=self.ports, emit=self.emitter(address))
+        if step.kind == "worker":
+            from .worker import WorkerDoors
+
+            doors = WorkerDoors(self, step, address, attempt, data)
+            ctx = replace(ctx, model=doors.model, act=doors.act, resolve_model=doors.resolve_model)
+        action = await self.propose(step, ctx)
+        if action is not None and needs_decision(step, action):
+            action = self.gate.check(step, address, action, data)
+        elif action is not None and action.read_only_why:
+            ctx.emit(f"runs without a decision: {action.read_only_why}")
+        ctx = replace(ctx, action=action)
+        execute = executor_for(step.kind)
+        if action is None or action.read_only or action.kind != "tool":
+            return await execute(step, ctx)
+        return await acting.act_once(self, step, address, action, lambda: execute(step, ctx),
+                                     key=ctx.idempotency_key, emit=ctx.emit)
+
+    async def limited(self, step: Step, work) -> Any:
+        """Await ``work`` (a whole attempt) within the step's time limit; time a person takes to decide
+        does not count (see Gate._ask)."""
+        if step.timeout is None:
+            return await work
+        deadline = asyncio.timeout(step.timeout)
+        try:
+            async with deadline:
+                token = DEADLINES.set((*DEADLINES.get(), deadline))
+                try:
+                    return await work
+                finally:
+                    DEADLINES.reset(token)
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # some other time limit, below: not this step's
+            raise StepError("timeout", f"the step took longer than its time limit of {step.timeout:g}s",
+                            outcome_unknown=True) from None
+
+    async def propose(self, step: Step, ctx: StepContext) -> Action | None:
+        """What the step is about to do to the outside world, if anything, or if approval is required."""
+        proposer = proposer_for(step.kind)
+        if proposer is not None:
+            return await proposer(step, ctx)
+        if step.approval is not None and step.approval.required:
+            return Action("step", step.id, {"kind": step.kind, "inputs": ctx.render(step.spec)})
+        return None
+
+    async def foreach(self, step: Step, address: str, scope: Scope, data: dict) -> list:
+        """Each item through the inner steps, ``concurrency`` at a time.
+
+        When one item parks or fails, no new item starts, but the items already under way go on
+        until they finish or stop themselves: a call in flight is never cut off by a sibling, so
+        it never becomes 'in doubt' for that reason.
+        """
+        try:
+            items = expressions.render(step.spec, data)
+        except expressions.ExpressionError as e:
+            raise StepError("expression", e.message) from None
+        if not isinstance(items, list):
+            raise StepError("expression", f"foreach needs a list, but got {expressions.type_name(items)}")
+        results: list = [None] * len(items)
+        slots = asyncio.Semaphore(step.concurrency)
+        stopping = False
+
+        async def one(i: int, item) -> None:
+            nonlocal stopping
+            done = self.state.items.get((address, i))
+            if done is not None:
+                results[i] = done["output"]
+                return
+            async with slots:
+                if stopping:
+                    return  # a sibling parked or failed: no new item starts
+                loop = {"index": i, "first": i == 0, "last": i == len(items) - 1}
+                inner = Scope(dict(scope.steps), {**scope.vars, step.item_name: item, "loop": loop})
+                try:
+                    await self.sequence(step.steps, f"{address}[{i}].", inner)
+                except Fail as f:
+                    stopping = True
+                    raise StepError(f.error.get("kind", "error"), f"item {i}: {f.error['message']}") from None
+                except BaseException:
+                    stopping = True
+                    raise
+                output = {s.id: inner.steps[s.id]["output"] for s in step.steps if s.id in inner.steps}
+                self.state.items[(address, i)] = self.journal.append("item_finished", step=address, index=i,
+                                                                     output=output)
+                results[i] = output
+
+        ended = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)), return_exceptions=True)
+        problems = [e for e in ended if isinstance(e, BaseException)]
+        if problems:
+            raise first_of(problems)
+        return results
+
+    # ------------------------------------------------------------------ outcomes
+
+    def finished(self, address: str, **fields) -> dict:
+        event = self.journal.append("step_finished", step=address, **fields)
+        self.state.done[address] = event
+        return event
+
+    def failed(self, step: Step, address: str, error: StepError, attempts: int) -> dict:
+        if step.on_error.action == "fail":
+            raise Fail({"step": address, **error.as_dict()})
+        return self.finished(address, status="failed", output=None, error=error.as_dict(), attempts=attempts,
+                             goto=step.on_error.goto)
+
+    def backoff(self, step: Step, attempt: int) -> float:
+        policy = step.retry
+        delay = min(policy.max_delay, policy.backoff * policy.factor ** (attempt - 1))
+        if policy.jitter:
+            delay *= 0.5 + 0.5 * self.engine.rng()
+        return round(delay, 3)
+
+    def verdict(self, root: Scope) -> tuple[str, str | None]:
+        spec = self.mission.verdict
+        if spec is None:
+            return missions.DEFAULT_VERDICT, None
+        data = self.data(root)
+        try:
+            chosen: dict = {"value": spec.value, "note": spec.note}
+            if spec.value is None:
+                chosen = next((c for c in spec.cases if expressions.render(c["when"], data)), spec.otherwise or {})
+            value = expressions.render(chosen["value"], data)
+            note = text_of(expressions.render(chosen.get("note"), data))
+        except expressions.ExpressionError as e:
+            raise Fail({"step": "verdict", "kind": "expression", "message": e.message}) from None
+        if value not in spec.choices:
+            raise Fail({"step": "verdict", "kind": "invalid_output",
+                        "message": f"the verdict '{value}' is not one of {', '.join(spec.choices)}"})
+        return value, note
+
+    # ------------------------------------------------------------------ helpers
+
+    def data(self, scope: Scope) -> dict:
+        return {**self.base, "steps": scope.steps, **scope.vars}
+
+    def emitter(self, address: str):
+        def emit(message: str, **data) -> None:
+            event = self.journal.append("observation", step=address, message=message, **({"data": data} if data else {}))
+            self.observations.append(event)
+        return emit
+
+
+def first_of(problems: list[BaseException]) -> BaseException:
+    """The exception a foreach raises when items ended badly.
+
+    A bug (or a journal mismatch, or Ctrl-C) is never hidden behind a step error; then a
+    run-level signal; then a time-out's cancellation; then the first step error.
+    """
+    flat: list[BaseException] = []
+
+    def walk(errors):
+        for e in errors:
+            walk(e.exceptions) if isinstance(e, BaseExceptionGroup) else flat.append(e)
+
+    walk(problems)
+    ordinary = (*PRIORITY, asyncio.CancelledError, StepError)
+    for e in flat:
+        if not isinstance(e, ordinary):
+            return e
+    for kind in ordinary:
+        for e in flat:
+            if isinstance(e, kind):
+                return e
+    return flat[0]
