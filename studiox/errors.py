@@ -78,6 +78,10 @@ class RunLocked(StudioxError):
     """Another live process is driving the run (exit 2)."""
 
 
+class DecisionError(StudioxError):
+    """A decision cannot be made as asked (exit 2)."""
+
+
 class RunNotResumable(StudioxError):
     """The run is finished, failed or cancelled: there is nothing to resume (exit 2)."""
 

@@ -17,16 +17,14 @@ import os
 import secrets
 from dataclasses import dataclass, field, replace
 
-from .errors import RunNotFound, StudioxError
+from .errors import DecisionError, RunNotFound, StudioxError
+
+__all__ = ["DecisionError"]  # re-exported: raised by the queue's callers too
 from .state.journal import summary
 from .state.store import Store
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 PENDING, APPROVED, REJECTED, EXPIRED, VOID = "pending", "approved", "rejected", "expired", "void"
-
-
-class DecisionError(StudioxError):
-    """A decision cannot be made as asked (exit 2)."""
 
 
 @dataclass(frozen=True)

@@ -13,18 +13,15 @@ walk over the same call:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import StepError
 from ..governance import Action
 from ..mission import Step
-from .control import JournalMismatch
-
-if TYPE_CHECKING:
-    from .walk import Run
+from .control import JournalMismatch, RunView
 
 
-async def act_once(run: Run, step: Step, address: str, action: Action, call: Callable[[], Awaitable[Any]], *,
+async def act_once(run: RunView, step: Step, address: str, action: Action, call: Callable[[], Awaitable[Any]], *,
                    key: str, emit: Callable[..., None]) -> Any:
     """Make ``call`` (the action at ``address``) at most once, as far as studiox can know."""
     previous = run.state.actions.get(address)
@@ -66,7 +63,7 @@ async def act_once(run: Run, step: Step, address: str, action: Action, call: Cal
     return result
 
 
-def settle(run: Run, address: str, started: dict, resolution: dict) -> dict:
+def settle(run: RunView, address: str, started: dict, resolution: dict) -> dict:
     """Journal a person's answer about a cut-off call: it happened (with its result), or it did not."""
     common = {"step": address, "key": started["key"], "digest": started["action"]["digest"],
               "entered_by": resolution["by"]}
@@ -79,14 +76,14 @@ def settle(run: Run, address: str, started: dict, resolution: dict) -> dict:
     return event
 
 
-def open_calls(run: Run, address: str) -> list[tuple[str, dict]]:
+def open_calls(run: RunView, address: str) -> list[tuple[str, dict]]:
     """The calls of the step at ``address`` (its own, its worker's, its items') that were cut off."""
     inside = (address + "/", address + "@", address + "[")
     return [(at, ev) for at, ev in run.state.actions.items()
             if ev["type"] == "action_started" and (at == address or at.startswith(inside))]
 
 
-def settle_before_retry(run: Run, step: Step, address: str) -> None:
+def settle_before_retry(run: RunView, step: Step, address: str) -> None:
     """Before another attempt of a step: every call an earlier attempt cut off is settled first.
 
     A read-only call needs nothing. A tool step's own idempotent call is made again by the

@@ -6,10 +6,16 @@ decision) and caught once, by ``walk.Run.main``, which journals the run's end.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from ..adapters.ports import Ports
 from ..errors import StudioxError
+from ..governance import DecisionQueue
+from ..mission import Mission
+from ..state.journal import Journal, RunState
+from ..state.store import Store
 
 
 @dataclass
@@ -67,3 +73,31 @@ class JournalMismatch(StudioxError):
 
 # which signal wins when several items of a foreach end at once: a run-level one first
 PRIORITY = (Cancelled, Park, Finish, Fail)
+
+
+class EngineView(Protocol):
+    """What a drive uses of its engine (the doors it was built with)."""
+
+    store: Store
+    ports: Callable[[Mission, str, dict], Ports]
+    decisions: DecisionQueue
+    prompt: Callable[..., None] | None
+    sleep: Callable[[float], Awaitable[Any]]
+    rng: Callable[[], float]
+
+
+class RunView(Protocol):
+    """What the gate, acting and the worker doors use of one drive (``walk.Run``)."""
+
+    engine: EngineView
+    mission: Mission
+    state: RunState
+    journal: Journal
+    run_id: str
+    started_by: str
+    options: dict
+    ports: Ports
+    observations: list
+    gate: Any  # gate.Gate
+
+    def emitter(self, address: str) -> Callable[..., None]: ...

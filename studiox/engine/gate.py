@@ -11,16 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import signal
-from typing import TYPE_CHECKING
 
 from .. import expressions
 from ..errors import StepError
 from ..governance import APPROVED, EXPIRED, Action, Decision
 from ..mission import Step
-from .control import Park, Rejected
-
-if TYPE_CHECKING:
-    from .walk import Run
+from .control import Park, Rejected, RunView
 
 # the time limits of the attempts this task is inside; paused while a person decides
 DEADLINES: contextvars.ContextVar[tuple[asyncio.Timeout, ...]] = contextvars.ContextVar("deadlines", default=())
@@ -29,7 +25,7 @@ DEADLINES: contextvars.ContextVar[tuple[asyncio.Timeout, ...]] = contextvars.Con
 class Gate:
     """Decisions for one drive of one run."""
 
-    def __init__(self, run: Run):
+    def __init__(self, run: RunView):
         self.run = run
 
     def check(self, step: Step, address: str, action: Action, data: dict) -> Action:

@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import expressions
 from .. import mission as missions
@@ -24,11 +24,8 @@ from ..mission import Mission, Step
 from ..state.journal import Journal, RunState
 from ..steps import StepContext, executor_for, proposer_for
 from . import acting
-from .control import PRIORITY, Cancelled, Fail, Finish, Outcome, Park, Rejected
+from .control import PRIORITY, Cancelled, EngineView, Fail, Finish, Outcome, Park, Rejected
 from .gate import DEADLINES, Gate, text_of
-
-if TYPE_CHECKING:
-    from .engine import Engine
 
 
 @dataclass
@@ -42,7 +39,7 @@ class Scope:
 class Run:
     """One drive of one run."""
 
-    def __init__(self, engine: Engine, mission: Mission, state: RunState, journal: Journal):
+    def __init__(self, engine: EngineView, mission: Mission, state: RunState, journal: Journal):
         self.engine = engine
         self.mission = mission
         self.state = state

@@ -12,17 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import TYPE_CHECKING
 
 from ..adapters.models import ModelCall
 from ..errors import StepError
 from ..governance import Action, needs_decision
 from ..mission import Step
 from .acting import act_once
-from .control import JournalMismatch, Rejected
-
-if TYPE_CHECKING:
-    from .walk import Run
+from .control import JournalMismatch, Rejected, RunView
 
 _LIMITS = (("max_cost_usd", "cost", "US dollars"), ("max_tokens", "tokens", "tokens"),
            ("max_tool_calls", "tool_calls", "tool calls"))
@@ -31,7 +27,7 @@ _LIMITS = (("max_cost_usd", "cost", "US dollars"), ("max_tokens", "tokens", "tok
 class WorkerDoors:
     """Bound to one attempt of one worker step."""
 
-    def __init__(self, run: Run, step: Step, address: str, attempt: int, data: dict):
+    def __init__(self, run: RunView, step: Step, address: str, attempt: int, data: dict):
         self.run, self.step, self.address, self.attempt, self.data = run, step, address, attempt, data
         self.turn = 0
         self.calls = 0

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 
 from rich.markup import escape
 from rich.table import Table
 
-from ..state.journal import RunState, run_status
-from ..state.locks import is_driven
-from ..state.store import Store
+from ..state.journal import RunState
 
 STATUS_STYLE = {
     "succeeded": "green", "failed": "red", "cancelled": "magenta", "waiting": "yellow",
@@ -134,41 +131,8 @@ def finished_line(event: dict) -> str:
     return f"[bold magenta]cancelled[/]{': ' + escape(event['reason']) if event.get('reason') else ''}"
 
 
-@dataclass
-class RunRow:
-    """One line of ``studiox runs``."""
-
-    id: str
-    mission: str
-    status: str
-    verdict: str | None
-    started: float | None
-    duration: float | None
-
-    def as_json(self) -> dict:
-        return self.__dict__.copy()
-
-
-def list_runs(store: Store) -> list[RunRow]:
-    """Every run in the store, newest first, each read in a few lookups."""
-    from ..state.journal import summary
-
-    rows = []
-    for key, info in store.records("run:"):
-        run_id = key.removeprefix("run:")
-        first, last = summary(store, run_id)
-        if first is None or last is None:
-            continue
-        driven = is_driven(store.home, run_id)
-        status = run_status(last, driven=driven)
-        rows.append(RunRow(run_id, first.get("mission", info.get("mission", "?")), status,
-                           last.get("verdict") if last["type"] == "run_finished" else None,
-                           first["at"], last["at"] - first["at"]))
-    return sorted(rows, key=lambda r: r.started or 0, reverse=True)
-
-
-
-def runs_table(rows: list[RunRow]) -> Table:
+def runs_table(rows: list) -> Table:
+    """``studiox runs``: api.RunRow rows."""
     table = Table("run", "mission", "status", "verdict", "started", "duration", title=None, header_style="bold")
     for r in rows:
         style = STATUS_STYLE.get(r.status, "")

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from studiox import cli
+from studiox import api
 from studiox.adapters.ports import Ports
 from studiox.errors import StepError
 
@@ -51,7 +51,9 @@ def _ports(mission, run_id, options) -> Ports:
     return Ports(tools=EffectTools(), models=LiteLLMModels(replay))
 
 
-cli.PORTS_FACTORY = _ports
+api.PORTS_FACTORY = _ports
 
 if __name__ == "__main__":
-    sys.exit(cli.main())
+    from studiox.cli import main
+
+    sys.exit(main())

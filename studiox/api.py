@@ -1,0 +1,305 @@
+"""The public library surface: what the CLI, a portal and tests call. No printing here.
+
+Every function takes plain values and returns plain data (or raises a ``StudioxError``), so
+a face only chooses how to show it and which exit code to use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import DecisionError, MissionInvalid, Problem, RunNotFound
+
+if TYPE_CHECKING:
+    from .engine import Engine, Outcome
+    from .governance import Decision, DecisionQueue
+    from .mission import Mission
+    from .state.journal import RunState
+    from .state.store import Store
+
+# a door for embedders and tests: (mission, run id, options) -> studiox.adapters.ports.Ports
+PORTS_FACTORY: Callable | None = None
+
+
+def iso(ts: float | None) -> str | None:
+    """A time as ISO 8601 with its UTC offset (what every JSON output carries)."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).astimezone().isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------------------- state folder
+
+
+def home_path(home: Path | None = None) -> Path:
+    """The state folder: ``home`` if given, else $STUDIOX_HOME, else ./.studiox."""
+    return Path(home) if home else Path(os.environ.get("STUDIOX_HOME") or ".studiox")
+
+
+def open_store(home: Path | None = None, *, create: bool = False) -> Store | None:
+    """The state folder's store; None when it does not exist (and ``create`` is false)."""
+    from .state.store import Store
+
+    return Store.open(home_path(home), create=create)
+
+
+def need_store(home: Path | None = None) -> Store:
+    """The state folder's store; a clear error when there is none yet."""
+    store = open_store(home)
+    if store is None:
+        raise RunNotFound(f"there are no runs in {home_path(home)} yet")
+    return store
+
+
+# ---------------------------------------------------------------------------- missions
+
+
+@dataclass
+class Checked:
+    """One mission file checked by :func:`validate`."""
+
+    file: str
+    mission: Mission | None
+    problems: list[Problem]
+
+
+def load_mission(path: str | Path) -> Mission:
+    """Read, check and type a mission file (raises MissionInvalid with every problem)."""
+    from .mission import load
+
+    return load(path)
+
+
+def validate(files: list[Path]) -> list[Checked]:
+    """Check each file; a file's problems never stop the others being checked."""
+    results = []
+    for file in files:
+        try:
+            results.append(Checked(str(file), load_mission(file), []))
+        except MissionInvalid as e:
+            results.append(Checked(str(file), None, e.problems))
+    return results
+
+
+async def tools(mission: Mission) -> list[dict]:
+    """Every tool of every integration of a mission, with what studiox will do when a step calls it."""
+    from .adapters.mcp import MCPTools, annotations_summary
+    from .errors import StepError
+
+    door = MCPTools(mission.integrations, mission.base_dir)
+    used: dict[str, list] = {}
+    for step in mission.walk():
+        names = [step.spec] if step.kind == "tool" else (step.spec.get("tools") or []) if step.kind == "worker" else []
+        for name in names:
+            used.setdefault(name, []).append(step)
+    rows = []
+    try:
+        for integration in mission.integrations:
+            try:
+                listing = await door.list_tools(integration)
+            except StepError as e:
+                rows.append({"integration": integration, "tool": None, "error": e.message})
+                continue
+            for name in sorted(listing):
+                info = await door.describe(integration, name)
+                steps = used.get(f"{integration}.{name}", [])
+                rows.append({"integration": integration, "tool": name, "annotations": annotations_summary(info),
+                             "used_by": [s.id for s in steps], "studiox": _treatment(info, steps)})
+    finally:
+        await door.close()
+    return rows
+
+
+def _treatment(info: dict, steps: list) -> str:
+    if any(s.approval and s.approval.required for s in steps):
+        return "needs approval (the mission requires it)"
+    if any(s.trust == "read_only" for s in steps):
+        return "runs freely (the mission trusts it as read-only)"
+    if info["read_only"]:
+        return "runs freely (read-only)"
+    rules = [s for s in steps if s.approval and s.approval.auto_approve_when]
+    if rules:
+        return f"auto-approved when {rules[0].approval.auto_approve_when}, else needs approval"
+    return "needs approval" + ("; retried with its key if cut off" if info["idempotent"] else
+                               "; in doubt if cut off")
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+def engine(store: Store, *, listener: Callable[[dict], None] | None = None, prompt=None,
+           kill_after_event: int | str | None = None) -> Engine:
+    """An engine over ``store`` whose events go to ``listener`` and whose decisions go to ``prompt``."""
+    from .engine import Engine
+
+    return Engine(store, ports=PORTS_FACTORY, listener=listener, prompt=prompt, kill_after_event=kill_after_event)
+
+
+def run_options(*, model: str | None, cache: bool, replay: Path | None) -> dict:
+    """A run's settings as journaled (so that a resumed run keeps them)."""
+    from .engine.worker import env_model
+
+    if replay:
+        from .adapters.models import Replay
+
+        Replay.load(replay)  # a broken replay file is a usage error before anything runs
+    options = {"model": model, "env_model": env_model(), "cache": cache,
+               "replay": str(Path(replay).resolve()) if replay else None}
+    return {k: v for k, v in options.items() if v}
+
+
+def resolve_run(store: Store | None, text: str) -> str:
+    """A run id from what a person typed: the whole id, or a prefix naming one run."""
+    from .state.journal import resolve_run as resolve
+
+    return resolve(store, text)
+
+
+def run_state(store: Store, run_id: str) -> RunState:
+    from .state.journal import derive
+
+    return derive(run_id, store.events(run_id))
+
+
+@dataclass
+class RunRow:
+    """One line of ``studiox runs``."""
+
+    id: str
+    mission: str
+    status: str
+    verdict: str | None
+    started: float | None
+    duration: float | None
+
+    def as_json(self) -> dict:
+        return {**self.__dict__, "started": iso(self.started)}
+
+
+def list_runs(store: Store | None, *, status: str | None = None, mission: str | None = None) -> list[RunRow]:
+    """Every run, newest first, each read in a few lookups (its first and last events)."""
+    from .state.journal import run_status, summary
+    from .state.locks import is_driven
+
+    if store is None:
+        return []
+    rows = []
+    for key, info in store.records("run:"):
+        run_id = key.removeprefix("run:")
+        first, last = summary(store, run_id)
+        if first is None or last is None:
+            continue
+        row = RunRow(run_id, first.get("mission", info.get("mission", "?")),
+                     run_status(last, driven=is_driven(store.home, run_id)),
+                     last.get("verdict") if last["type"] == "run_finished" else None,
+                     first["at"], last["at"] - first["at"])
+        if (not status or row.status == status) and (not mission or row.mission == mission):
+            rows.append(row)
+    return sorted(rows, key=lambda r: r.started or 0, reverse=True)
+
+
+def usage(state: RunState) -> dict:
+    """Model usage of a run: calls, tokens, cost (replayed and cached turns cost nothing)."""
+    calls = state.model_calls
+    return {"model_calls": len(calls),
+            "input_tokens": sum(e.get("input_tokens") or 0 for e in calls),
+            "output_tokens": sum(e.get("output_tokens") or 0 for e in calls),
+            "cost_usd": round(sum(e.get("cost_usd") or 0 for e in calls), 6),
+            "cached": sum(1 for e in calls if e.get("cached")),
+            "replayed": sum(1 for e in calls if e.get("replayed"))}
+
+
+def run_status(store: Store, run_id: str) -> tuple[RunState, dict]:
+    """One run as data: status, verdict, each finished step, what it waits for, model usage."""
+    from .state.locks import is_driven
+
+    state = run_state(store, run_id)
+    current = state.status(is_driven(store.home, run_id))
+    return state, {
+        "id": run_id, "mission": state.mission_name, "status": current, "verdict": state.verdict,
+        "note": (state.finished or {}).get("note"), "error": (state.finished or {}).get("error"),
+        "waiting_for": (state.waiting or {}).get("decision") if current == "waiting" else None,
+        "started": iso(state.started["at"]) if state.started else None, "duration": state.duration,
+        "steps": [{"step": a, "status": e["status"], "output": e.get("output"), "error": e.get("error")}
+                  for a, e in state.done.items()],
+        "usage": usage(state),
+    }
+
+
+def outcome_json(outcome: Outcome, exit_code: int) -> dict:
+    """How a drive ended, as the one JSON object ``run``/``resume``/``approve --resume`` print."""
+    return {"run": outcome.run_id, "status": outcome.status, "verdict": outcome.verdict, "note": outcome.note,
+            "error": outcome.error, "waiting": outcome.waiting, "mission_changed": outcome.mission_changed,
+            "exit_code": exit_code, "at": iso(time.time())}
+
+
+def cancel(store: Store, run_id: str, reason: str) -> str:
+    """'cancelled' at once, or 'requested' when another process drives the run."""
+    return engine(store).cancel(run_id, reason)
+
+
+# ---------------------------------------------------------------------------- decisions
+
+
+def queue(store: Store) -> DecisionQueue:
+    from .governance import DecisionQueue
+
+    return DecisionQueue(store, time.time)
+
+
+def list_decisions(store: Store | None, *, include_all: bool = False) -> list[Decision]:
+    """The Decision Queue: pending decisions (or every one), oldest first."""
+    if store is None:
+        return []
+    return [d for d in queue(store).all() if include_all or d.status == "pending"]
+
+
+def decision_json(decision: Decision) -> dict:
+    request = {**decision.request}
+    for name in ("requested_at", "expires_at"):
+        request[name] = iso(request.get(name))
+    outcome = {**decision.outcome, "at": iso(decision.outcome["at"])} if decision.outcome else None
+    return {"id": decision.id, "status": decision.status, **request, "outcome": outcome}
+
+
+@dataclass
+class Decided:
+    """What :func:`decide` did: the decision as it now stands, and whether this call decided it."""
+
+    decision: Decision
+    changed: bool
+
+
+def decide(store: Store, decision_id: str, status: str, *, by: str, claimed: str | None = None,
+           note: str | None = None, edits: list[str] | None = None, resolution: str | None = None,
+           result: str | None = None) -> Decided:
+    """Approve or reject a pending decision, with edits (``NAME=VALUE``) checked before anything is recorded."""
+    from .governance import APPROVED, edited_action, parse_edits
+
+    decisions = queue(store)
+    decision = decisions.get(decision_id)
+    if resolution is not None and not decision.request.get("in_doubt"):
+        raise DecisionError(f"decision {decision_id} asks whether {decision.request['action']['target']} may run; "
+                            "--happened and --retry answer only an in-doubt decision (a call cut off mid-way)")
+    if decision.outcome is not None and decision.status == status and not edits:
+        return Decided(decision, False)
+    state = run_state(store, decision.run_id)
+    if state.finished:
+        raise DecisionError(f"run {decision.run_id} has already {state.finished['status']}; its decision "
+                            f"{decision_id} can no longer be made")
+    action = edited_action(decision, parse_edits(edits)) if edits else None
+    entered: Any = None
+    if result is not None:
+        try:
+            entered = json.loads(result)
+        except ValueError:
+            entered = result  # plain text is a result too
+    before = decision.outcome
+    decision = decisions.decide(decision_id, status, by=by, claimed=claimed, note=note, action=action,
+                                resolution=resolution, result=entered)
+    return Decided(decision, before is None and (decision.status == status or status == APPROVED))

@@ -1,0 +1,71 @@
+"""Commands about mission files: ``validate``, ``tools``, ``schema``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from .. import api
+from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, AsJson, app
+from .output import err, escape, out, plain, print_json
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Mission files to check.", show_default=False)],
+    as_json: AsJson = False,
+) -> None:
+    """Check mission files and show each valid one's plan. Exit 0 when all are valid, else 2."""
+    from ..mission.plan import plan
+
+    results = api.validate(files)
+    if as_json:
+        print_json({"files": [{"file": r.file, "valid": r.mission is not None,
+                               "mission": r.mission.name if r.mission else None,
+                               "problems": [p.as_json() for p in r.problems]} for r in results]})
+    else:
+        for r in results:
+            if r.mission is None:
+                for problem in r.problems:
+                    plain(problem.render(), error=True)
+                count = len(r.problems)
+                err.print(f"[red]✗[/] {escape(r.file)}: {count} problem{'s' if count != 1 else ''}")
+                continue
+            out.print(f"[green]✓[/] {escape(r.file)}: mission [bold]{escape(r.mission.name)}[/], "
+                      f"{len(r.mission.steps)} steps")
+            table = Table("#", "step", "kind", "touches", "notes", box=None, pad_edge=False)
+            for row in plan(r.mission):
+                table.add_row(row.number, escape(row.step.id), row.step.kind, escape(row.touches), escape(row.notes))
+            out.print(table)
+    raise typer.Exit(EXIT_OK if all(r.mission is not None for r in results) else EXIT_USAGE)
+
+
+@app.command()
+def tools(
+    mission_file: Annotated[Path, typer.Argument(metavar="MISSION.yaml", help="The mission whose tools to list.")],
+    as_json: AsJson = False,
+) -> None:
+    """Start each integration of a mission and list its tools, their annotations, and what studiox will do."""
+    import asyncio
+
+    from ..ui.rail import tools_table
+
+    rows = asyncio.run(api.tools(api.load_mission(mission_file)))
+    if as_json:
+        print_json(rows)
+    else:
+        out.print(tools_table(rows))
+    if any(r.get("error") for r in rows):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def schema() -> None:
+    """Print the mission JSON Schema (for editors: see docs/missions.md)."""
+    from ..mission.schema import schema_path
+
+    sys.stdout.write(schema_path().read_text(encoding="utf-8"))

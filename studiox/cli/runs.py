@@ -1,0 +1,255 @@
+"""Commands that start, continue, stop and show runs: ``run``, ``resume``, ``cancel``, ``runs``,
+``status``, ``log``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import api
+from .app import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_WAITING,
+    AsJson,
+    Home,
+    NoInput,
+    app,
+    remember_home,
+)
+from .output import err, escape, out, plain, print_json
+
+Json = Annotated[bool, typer.Option("--json", help="Print the outcome as one JSON object (and no live rail).")]
+
+
+def interactive(no_input: bool, as_json: bool = False) -> bool:
+    """Ask at the terminal only when a person is there (and no script reads JSON)."""
+    return not no_input and not as_json and sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def make_engine(store, *, quiet: bool = False, ask: bool = False, silent: bool = False):
+    """An engine whose events are printed as the live rail (unless ``silent``)."""
+    from ..ui.rail import live_line
+
+    def show(event: dict) -> None:
+        if silent:
+            return
+        if quiet:
+            line = escape(event["run"]) if event["type"] == "run_started" else \
+                live_line(event) if event["type"] == "run_finished" else None
+        else:
+            line = live_line(event)
+        if line:
+            out.print(line)
+            out.file.flush()  # a live view: each line is out before the next step starts
+        if event["type"] == "run_resumed" and event.get("mission_changed"):
+            err.print("note: the mission file has changed since this run started; the run goes on with the "
+                      "version it started with (start a new run to use the new one)", markup=False)
+
+    prompt = None
+    if ask:
+        from ..ui.prompt import ask as ask_at_terminal
+
+        def prompt(decision, queue):
+            ask_at_terminal(decision, queue, console=out)
+
+    kill = os.environ.get("STUDIOX_TEST_KILL_AFTER_EVENT")  # test door: see tests/test_crash.py
+    kill_after = (int(kill) if kill.isdigit() else kill) if kill else None  # an event's number, or its type
+    return api.engine(store, listener=show, prompt=prompt, kill_after_event=kill_after)
+
+
+def exit_code(outcome) -> int:
+    return {"succeeded": EXIT_OK, "waiting": EXIT_WAITING}.get(outcome.status, EXIT_FAILED)
+
+
+def say_what_next(outcome) -> None:
+    """After a drive that did not finish: what the run waits for, and the commands to go on."""
+    if outcome.status != "waiting":
+        return
+    from ..ui.rail import short
+
+    waiting = outcome.waiting
+    did, action = waiting["decision"], waiting["action"]
+    out.print(f"[yellow]waiting for a decision[/] {did}: step {escape(waiting['step'])} wants "
+              f"{escape(action['target'])} {escape(short(action['arguments'], 80))}")
+    if waiting.get("in_doubt"):
+        plain(f"  in doubt: studiox stopped during this call; it may or may not have happened.\n"
+              f"  it happened:  studiox approve {did} --happened --result JSON --resume\n"
+              f"  call again:   studiox approve {did} --retry --resume\n"
+              f"  give up:      studiox reject {did} --reason TEXT --resume\n"
+              f"  see it:       studiox decision show {did}")
+        return
+    plain(f"  approve:  studiox approve {did} --resume   (add --note TEXT, or --set NAME=VALUE to correct)\n"
+          f"  reject:   studiox reject {did} --reason TEXT --resume\n"
+          f"  see it:   studiox decision show {did}\n"
+          f"  later:    studiox resume {outcome.run_id}")
+
+
+def drive(store, run_id: str, *, resume: bool, retry_failed: bool = False, ask: bool = False,
+          quiet: bool = False, as_json: bool = False) -> None:
+    """Drive a run and exit with the code its outcome calls for (printing JSON when asked)."""
+    engine = make_engine(store, quiet=quiet, ask=ask, silent=as_json)
+    try:
+        outcome = engine.drive(run_id, resume=resume, retry_failed=retry_failed)
+    except KeyboardInterrupt:
+        err.print(f"run {run_id} stopped; continue it with: studiox resume {run_id}", markup=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    code = exit_code(outcome)
+    if as_json:
+        print_json(api.outcome_json(outcome, code))
+    else:
+        say_what_next(outcome)
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    mission_file: Annotated[Path, typer.Argument(metavar="MISSION.yaml", help="The mission to run.")],
+    input_pairs: Annotated[list[str], typer.Option(
+        "--input", "-i", metavar="NAME=VALUE",
+        help="An input: NAME=VALUE (JSON values are parsed), or NAME=@FILE to read it from a file.")] = [],  # noqa: B006
+    input_files: Annotated[list[str], typer.Option(
+        "--inputs", metavar="FILE", help="A JSON or YAML file of inputs by name.")] = [],  # noqa: B006
+    home: Home = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run id and the outcome.")] = False,
+    no_input: NoInput = False,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="The model for workers that name none (a name from the mission, or a litellm model); "
+                        "overrides STUDIOX_MODEL and the mission's default.")] = None,
+    cache: Annotated[bool, typer.Option("--cache", help="Answer identical model requests from the store.")] = False,
+    replay: Annotated[Path | None, typer.Option(
+        "--replay", metavar="FILE", help="Answer model calls from a file of scripted answers (offline; see "
+                                         "docs/workers.md).")] = None,
+    as_json: Json = False,
+) -> None:
+    """Run a mission from its first step. Prints the run id first, then each step, then the verdict."""
+    from ..mission.inputs import collect
+
+    mission = api.load_mission(mission_file)
+    values = collect(mission, input_pairs, input_files)
+    options = api.run_options(model=model, cache=cache, replay=replay)
+    store = api.open_store(remember_home(home), create=True)
+    assert store is not None  # created when missing
+    run_id = make_engine(store, quiet=quiet, silent=as_json).start(mission, values, options)
+    drive(store, run_id, resume=False, ask=interactive(no_input, as_json), quiet=quiet, as_json=as_json)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run (or the start of its id).")],
+    home: Home = None,
+    no_input: NoInput = False,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry", help="Take up a failed run again from the step that failed (once its cause is fixed).")] = False,
+    as_json: Json = False,
+) -> None:
+    """Continue a paused or interrupted run from its first unfinished step."""
+    store = api.open_store(remember_home(home))
+    run_id = api.resolve_run(store, run_id)
+    drive(store, run_id, resume=True, retry_failed=retry_failed, ask=interactive(no_input, as_json),
+          as_json=as_json)
+
+
+@app.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run (or the start of its id).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why; kept in the audit trail.")] = "cancelled by a user",
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Cancel a run for good: a cancelled run never resumes."""
+    store = api.open_store(remember_home(home))
+    run_id = api.resolve_run(store, run_id)
+    assert store is not None  # resolve_run found the run in it
+    result = api.cancel(store, run_id, reason)
+    if as_json:
+        print_json({"run": run_id, "status": "cancelled" if result == "cancelled" else "cancel_requested",
+                    "reason": reason})
+    elif result == "cancelled":
+        plain(f"run {run_id} is cancelled")
+    else:
+        plain(f"run {run_id} is being driven by another process; it will stop as cancelled before its next step")
+
+
+@app.command()
+def runs(
+    home: Home = None,
+    as_json: AsJson = False,
+    status: Annotated[str | None, typer.Option(
+        "--status", help="Only runs with this status (succeeded, failed, waiting, running, interrupted, cancelled).")
+    ] = None,
+    mission: Annotated[str | None, typer.Option("--mission", help="Only runs of this mission.")] = None,
+) -> None:
+    """List runs, newest first."""
+    from ..ui.rail import runs_table
+
+    rows = api.list_runs(api.open_store(remember_home(home)), status=status, mission=mission)
+    if as_json:
+        print_json([r.as_json() for r in rows])
+    elif not rows:
+        plain(f"no runs{' match' if status or mission else ''} in {api.home_path(home)}")
+    else:
+        out.print(runs_table(rows))
+
+
+@app.command()
+def status(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run (or the start of its id).")],
+    home: Home = None,
+    as_json: AsJson = False,
+) -> None:
+    """Show one run: its status, verdict and each step so far."""
+    from ..ui.rail import STATUS_STYLE, finished_line, seconds, steps_table, usage_table, when
+
+    store = api.open_store(remember_home(home))
+    run_id = api.resolve_run(store, run_id)
+    assert store is not None  # resolve_run found the run in it
+    state, data = api.run_status(store, run_id)
+    if as_json:
+        print_json(data)
+        return
+    current = data["status"]
+    style = STATUS_STYLE.get(current, "")
+    out.print(f"run [bold]{run_id}[/] · mission {escape(state.mission_name)} · [{style}]{current}[/] · "
+              f"started {when(state.started['at'] if state.started else None)} · {seconds(state.duration)}")
+    out.print(steps_table(state))
+    usage = usage_table(state)
+    if usage is not None:
+        out.print(usage)
+    if state.finished:
+        out.print(finished_line(state.finished))
+    elif current == "waiting" and state.waiting:
+        did = state.waiting["decision"]
+        out.print(f"[yellow]waiting for decision {did}[/] on step {escape(state.waiting['step'])}: "
+                  f"see it with 'studiox decision show {did}', then 'studiox approve {did} --resume' or "
+                  f"'studiox reject {did} --reason TEXT --resume'")
+    elif current == "interrupted":
+        plain(f"continue it with: studiox resume {run_id}")
+
+
+@app.command()
+def log(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run (or the start of its id).")],
+    home: Home = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Every event as one JSON line (the raw audit trail).")]
+    = False,
+) -> None:
+    """The run's Observations rail, from the start: every step, observation, decision and outcome."""
+    from ..ui.rail import rail_lines
+
+    store = api.open_store(remember_home(home))
+    run_id = api.resolve_run(store, run_id)
+    assert store is not None  # resolve_run found the run in it
+    events = store.events(run_id)
+    if as_json:
+        for event in events:
+            sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+        return
+    for line in rail_lines(events):
+        out.print(line)
