@@ -48,8 +48,9 @@ class _Checker:
     problems: list[Problem] = field(default_factory=list)
     steps: dict[str, _StepInfo] = field(default_factory=dict)
 
-    def add(self, path: tuple, message: str, *, key: bool = False) -> None:
-        line, col = self.loc.where(path, key=key)
+    def add(self, path: tuple, message: str, *, key: bool = False, offset: int | None = None) -> None:
+        """A problem at ``path`` (its key, with ``key``; character ``offset`` inside its text, when given)."""
+        line, col = self.loc.where(path, key=key) if offset is None else self.loc.where_inside(path, offset)
         self.problems.append(Problem(self.loc.file, line, col, render_path(self.loc.data, path), message))
 
     @property
@@ -248,7 +249,7 @@ class _Checker:
         try:
             template = ex.parse_template(text)
         except ex.ExpressionError as e:
-            self.add(path, e.message)
+            self.add(path, e.message, offset=e.offset or 0)
             return
         for expr in template.expressions if template else ():
             for chain in expr.references():

@@ -82,6 +82,34 @@ class Located:
             path = path[:-1]
         return self.values.get((), (1, 1))
 
+    def where_inside(self, path: Path, offset: int) -> tuple[int, int]:
+        """The (line, column) of character ``offset`` of the text at ``path``, when the file holds that
+        text as written on one line (plain, or quoted without escapes); else where the value starts."""
+        line, col = self.where(path)
+        value = self.value_at(path)
+        if not isinstance(value, str) or "\n" in value or path not in self.values:
+            return line, col
+        lines = self.text.split("\n")
+        source = lines[line - 1] if 0 < line <= len(lines) else ""
+        start = col - 1
+        if source[start:start + 1] in ("'", '"'):
+            start += 1
+        if source[start:start + len(value)] != value:
+            return line, col
+        return line, start + 1 + min(max(offset, 0), len(value))
+
+    def value_at(self, path: Path):
+        """The value at ``path``, or None when there is none."""
+        node = self.data
+        for seg in path:
+            if isinstance(node, dict) and seg in node:
+                node = node[seg]
+            elif isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
+                node = node[seg]
+            else:
+                return None
+        return node
+
 
 def render_path(data, path) -> str:
     """A YAML path as people read it: ``steps[2] (id: budget).arguments.amount``."""
