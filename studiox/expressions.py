@@ -23,7 +23,7 @@ from functools import lru_cache
 
 MAX_SOURCE = 2_000  # characters in one expression
 MAX_NESTING = 100  # levels of an expression's syntax tree: deeper ones would exhaust Python's stack
-MAX_STEPS = 200_000  # steps of work per evaluation (see _cost for what a step buys)
+MAX_STEPS = 200_000  # steps of work per evaluation (see _Evaluator.cost for what a step buys)
 MAX_TEXT = 1_000_000  # characters in a text an expression builds
 MAX_ITEMS = 100_000  # items in a list an expression builds
 _ITEMS_PER_STEP = 4  # going through data costs a step per 4 values ...
@@ -422,44 +422,49 @@ def _finite(value, what: str = "the result"):
     return value
 
 
-def _cost(value, limit: int) -> int:
-    """Steps of work to go once through ``value``: one, plus one per 4 values inside it and one per
-    64 characters of text. Counted without recursion, and no further than just past ``limit``, so
-    that measuring never costs more than it allows."""
-    items = chars = 0
+def _measure(value, limit: int, per_value: int) -> tuple[int, int]:
+    """``(values, characters)`` inside ``value`` (a key counts as a value, a long whole number by its
+    digits), counted without recursion, and only until ``per_value * values + characters`` passes
+    ``limit``: measuring never costs more than what it allows."""
+    values = chars = 0
     todo = [value]
     while todo:
         v = todo.pop()
         if isinstance(v, str):
             chars += len(v)
         elif isinstance(v, (list, dict)):
-            items += 2 * len(v) if isinstance(v, dict) else len(v)
-            if items // _ITEMS_PER_STEP > limit:
+            values += 2 * len(v) if isinstance(v, dict) else len(v)
+            if per_value * values + chars > limit:
                 break
             if isinstance(v, dict):
                 chars += sum(map(len, v))
                 todo.extend(v.values())
             else:
                 todo.extend(v)
-        if items // _ITEMS_PER_STEP + chars // _CHARS_PER_STEP > limit:
+        elif isinstance(v, int) and v.bit_length() > 64:
+            chars += v.bit_length() // 3
+        if per_value * values + chars > limit:
             break
-    return 1 + items // _ITEMS_PER_STEP + chars // _CHARS_PER_STEP
+    return values, chars
 
 
 def _to_json(value, limit: int = MAX_TEXT, *, sort_keys: bool = False) -> str:
-    """``value`` as JSON text, given up as soon as the text grows past ``limit`` characters."""
-    chunks, size = [], 0
+    """``value`` as JSON text, refused when it would be longer than ``limit`` characters.
+
+    Every value takes at least 3 characters with its separator, so a lower bound of the length is
+    known before encoding; when it fits, the text is at most some times longer, and checked after."""
+    values, chars = _measure(value, limit, 3)
+    if 3 * values + chars > limit:
+        raise _too_large("text")
     try:
-        for chunk in json.JSONEncoder(sort_keys=sort_keys, allow_nan=False).iterencode(value):
-            size += len(chunk)
-            if size > limit:
-                raise _too_large("text")
-            chunks.append(chunk)
+        text = json.dumps(value, sort_keys=sort_keys, allow_nan=False)
     except RecursionError:
         raise ExpressionError("the value is nested too deeply to be written as text") from None
     except ValueError as e:  # NaN or infinity in data that did not come from JSON
         raise ExpressionError(f"the value cannot be written as JSON: {e}") from None
-    return "".join(chunks)
+    if len(text) > limit:
+        raise _too_large("text")
+    return text
 
 
 def _fn_len(x):
@@ -635,6 +640,9 @@ class _Evaluator:
         self.context = context
         self.budget = budget
         self.steps = 0
+        # sizes of the lists and mappings measured so far, by id (the value is kept, so the id stays
+        # its own): data referred to many times is measured once, and charged each time
+        self.sizes: dict[int, tuple[object, int, int]] = {}
 
     def charge(self, work: int) -> None:
         self.steps += work
@@ -642,8 +650,21 @@ class _Evaluator:
             raise ExpressionError(f"the expression did more than {self.budget:,} steps of work; simplify it")
 
     def cost(self, value) -> int:
-        """What going through ``value`` costs (measured only as far as the budget left allows)."""
-        return _cost(value, self.budget - self.steps)
+        """Steps of work to go once through ``value``: one, plus one per 4 values inside it and one per
+        64 characters of text (measured only as far as the budget left allows)."""
+        if isinstance(value, str):
+            return 1 + len(value) // _CHARS_PER_STEP
+        if not isinstance(value, (list, dict)):
+            return 1
+        known = self.sizes.get(id(value))
+        if known is not None and known[0] is value:
+            values, chars = known[1], known[2]
+        else:
+            limit = (self.budget - self.steps + 1) * _CHARS_PER_STEP
+            values, chars = _measure(value, limit, _CHARS_PER_STEP // _ITEMS_PER_STEP)
+            if (_CHARS_PER_STEP // _ITEMS_PER_STEP) * values + chars <= limit:  # measured to the end
+                self.sizes[id(value)] = (value, values, chars)
+        return 1 + values // _ITEMS_PER_STEP + chars // _CHARS_PER_STEP
 
     def charge_membership(self, item, container) -> None:
         """``item in container`` compares the item with each element of a list."""
