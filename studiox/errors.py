@@ -118,12 +118,17 @@ RETRY_NEVER = {"expression", "rejected", "budget"}  # step errors that another a
 
 
 class ExpressionError(StudioxError):
-    """An expression that cannot be parsed or evaluated; ``message`` is for people."""
+    """An expression that cannot be parsed or evaluated; ``message`` is for people.
 
-    def __init__(self, message: str, source: str = ""):
+    ``offset`` is where the problem is, counted in characters from the start of the text that was
+    parsed (a template's text for ``expressions.parse_template``), when that is known.
+    """
+
+    def __init__(self, message: str, source: str = "", offset: int | None = None):
         super().__init__(message)
         self.message = message
         self.source = source
+        self.offset = offset
 
 
 def suggest(word: str, choices) -> str:

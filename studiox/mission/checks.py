@@ -48,8 +48,9 @@ class _Checker:
     problems: list[Problem] = field(default_factory=list)
     steps: dict[str, _StepInfo] = field(default_factory=dict)
 
-    def add(self, path: tuple, message: str, *, key: bool = False) -> None:
-        line, col = self.loc.where(path, key=key)
+    def add(self, path: tuple, message: str, *, key: bool = False, offset: int | None = None) -> None:
+        """A problem at ``path`` (its key, with ``key``; character ``offset`` inside its text, when given)."""
+        line, col = self.loc.where(path, key=key) if offset is None else self.loc.where_inside(path, offset)
         self.problems.append(Problem(self.loc.file, line, col, render_path(self.loc.data, path), message))
 
     @property
@@ -176,16 +177,20 @@ class _Checker:
             if key in ("id", "name", "description", "steps", "as", "concurrency", "retry", "timeout", "trust",
                        "trust_reason", "budget"):
                 continue
+            own = _Scope(scope.visible - {scope.current}, scope.current, scope.loop_vars, scope.extra)
             if key == "approval" and isinstance(value, dict):
                 rule = value.get("auto_approve_when")
                 if isinstance(rule, str):
                     self.check_text(rule, (*path, key, "auto_approve_when"),
                                     _Scope(scope.visible, scope.current, scope.loop_vars, frozenset({"args"})))
+                for outcome in ("on_reject", "on_timeout"):  # the note ending the run is rendered then
+                    note = value.get(outcome, {}).get("note") if isinstance(value.get(outcome), dict) else None
+                    if isinstance(note, str):
+                        self.check_text(note, (*path, key, outcome, "note"), own)
                 continue
             if key == "worker" and isinstance(value, dict):
                 self.check_worker(value, (*path, key), scope)
                 continue
-            own = _Scope(scope.visible - {scope.current}, scope.current, scope.loop_vars, scope.extra)
             for sub, text in ex.templates_in(value, (*path, key)):
                 self.check_text(text, sub, own)
         if kind == "tool" and isinstance(step.get("tool"), str):
@@ -248,11 +253,11 @@ class _Checker:
         try:
             template = ex.parse_template(text)
         except ex.ExpressionError as e:
-            self.add(path, e.message)
+            self.add(path, e.message, offset=e.offset or 0)
             return
         for expr in template.expressions if template else ():
-            for chain in expr.references():
-                message = self.check_reference(chain, scope)
+            for full, _ in expr.reference_sites():
+                message = self.check_reference(ex.known_path(full), scope) or self.check_output_field(full)
                 if message:
                     self.add(path, message)
 
@@ -302,6 +307,29 @@ class _Checker:
             return (f"'steps.{sid}.{chain[2]}' does not exist — did you mean 'steps.{sid}.output.{chain[2]}'? "
                     "(a step has output, status and error)")
         return None
+
+    def check_output_field(self, path: ex.Path) -> str | None:
+        """``steps.X.output.FIELD...`` where X declares the shape of its output: a worker's output
+        schema, a set step's keys. Only a shape known for sure is checked."""
+        if len(path) < 4 or path[0] != "steps" or path[2] != "output" or path[1] not in self.steps:
+            return None
+        step = self.loc.value_at(self.steps[path[1]].path)
+        if not isinstance(step, dict):
+            return None
+        if isinstance(step.get("worker"), dict) and isinstance(step["worker"].get("output"), dict):
+            missing = _undeclared_in_schema(step["worker"]["output"], path[3:])
+            what = "its output schema declares"
+        elif isinstance(step.get("set"), dict):
+            missing = _undeclared_in_value(step["set"], path[3:])
+            what = "the fields there are"
+        else:
+            return None
+        if missing is None:
+            return None
+        i, declared = missing
+        name, under = path[3 + i], _render_fields(path[3:3 + i])
+        hint = suggest(name, declared) or f"; {what} {', '.join(map(str, declared[:10]))}"
+        return f"the output of the step '{path[1]}' has no field '{name}'{f' under {under!r}' if under else ''}{hint}"
 
     # ------------------------------------------------------------------ control flow
 
@@ -398,6 +426,53 @@ def _jumps(step: dict, path: tuple):
 
 def _bounded(step: dict) -> bool:
     return isinstance(step.get("branch"), dict) and isinstance(step["branch"].get("max_iterations"), int)
+
+
+_OPEN_SHAPES = ("oneOf", "anyOf", "allOf", "not", "if", "$ref", "$dynamicRef", "patternProperties",
+                "unevaluatedProperties", "dependentSchemas", "prefixItems")
+
+
+def _undeclared_in_schema(schema: dict, fields: tuple) -> tuple[int, list] | None:
+    """``(i, declared names)`` when ``fields[i]`` is not a property the JSON Schema declares there;
+    None when every field is declared, or the schema leaves that shape open."""
+    node = schema
+    for i, field_ in enumerate(fields):
+        if not isinstance(node, dict) or any(k in node for k in _OPEN_SHAPES):
+            return None
+        types = node.get("type")
+        types = [types] if isinstance(types, str) else types if isinstance(types, list) else []
+        if isinstance(field_, int):
+            if "array" not in types or not isinstance(node.get("items"), dict):
+                return None
+            node = node["items"]
+            continue
+        props = node.get("properties")
+        if not isinstance(props, dict) or (types and "object" not in types) or \
+                node.get("additionalProperties", False) is not False:
+            return None
+        if field_ not in props:
+            return i, list(props)
+        node = props[field_]
+    return None
+
+
+def _undeclared_in_value(value, fields: tuple) -> tuple[int, list] | None:
+    """The same for a value written out in the mission (a set step's mapping): text, which may be an
+    expression, leaves the shape open."""
+    for i, field_ in enumerate(fields):
+        if isinstance(field_, int) and isinstance(value, list) and -len(value) <= field_ < len(value):
+            value = value[field_]
+        elif isinstance(field_, str) and isinstance(value, dict):
+            if field_ not in value:
+                return i, list(value)
+            value = value[field_]
+        else:
+            return None
+    return None
+
+
+def _render_fields(fields: tuple) -> str:
+    return "".join(f"[{f}]" if isinstance(f, int) else f".{f}" for f in fields).lstrip(".")
 
 
 def _has_default_model(models: dict) -> bool:

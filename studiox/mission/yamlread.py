@@ -19,6 +19,7 @@ MAX_BYTES = 1024 * 1024
 MAX_NODES = 100_000  # nodes after alias expansion: far above any real mission, far below a bomb
 MAX_DEPTH = 64
 _PLAIN_TAGS = {"tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"}
+_DEEP = f"values are nested more than {MAX_DEPTH} levels deep (or an alias refers to itself)"
 
 Path = tuple  # of str keys and int indexes
 
@@ -49,15 +50,56 @@ if getattr(yaml, "CSafeLoader", None) is not None:  # libyaml: the same nodes, s
     _FastLoader = _CLoader
 
 
-def _compose(text: str):
+def _compose(text: str, libyaml: bool = True):
     """Compose with libyaml when it can; any error is reported by the pure-Python parser,
     whose messages the error corpus is written against."""
-    if _FastLoader is not None:
+    if _FastLoader is not None and libyaml:
         try:
             return yaml.compose(text, Loader=_FastLoader)
         except yaml.YAMLError:
             pass
     return yaml.compose(text, Loader=_Loader)
+
+
+def _too_deep(text: str, libyaml: bool = True) -> tuple[yaml.Mark, Path] | None:
+    """Where the first value nested past MAX_DEPTH starts, and its path, if there is one.
+
+    Composing recurses once per level (a thousand levels exhaust Python's stack, in libyaml's
+    composer as in PyYAML's), but parsing does not: the parser's events are read first, and
+    composing only starts on a file that is shallow enough."""
+    loaders = [_FastLoader, _Loader] if _FastLoader is not None and libyaml else [_Loader]
+    for loader in loaders:  # libyaml stops at 1,000 levels of brackets with an error of its own
+        try:
+            return _first_too_deep(yaml.parse(text, Loader=loader))
+        except yaml.YAMLError:
+            continue
+    return None  # composing reports it, with the messages the corpus expects
+
+
+def _first_too_deep(events) -> tuple[yaml.Mark, Path] | None:
+    # per open collection: [is_mapping, expecting_a_key, current key, current index]
+    open_: list[list] = []
+    for event in events:
+        if isinstance(event, yaml.NodeEvent):  # a scalar, an alias, or the start of a collection
+            parent = open_[-1] if open_ else None
+            if parent and parent[0] and parent[1] and isinstance(event, yaml.ScalarEvent):
+                parent[2] = event.value  # a key; its value comes next
+            if isinstance(event, yaml.CollectionStartEvent):
+                if len(open_) > MAX_DEPTH:
+                    return event.start_mark, tuple((f[2] if not f[1] else "?") if f[0] else f[3] for f in open_)
+                open_.append([isinstance(event, yaml.MappingStartEvent), True, "", 0])
+                continue
+        elif isinstance(event, yaml.CollectionEndEvent):
+            open_.pop()
+        else:
+            continue
+        if open_:  # a key or a value is complete
+            frame = open_[-1]
+            if frame[0]:
+                frame[1] = not frame[1]
+            else:
+                frame[3] += 1
+    return None
 
 
 @dataclass
@@ -81,6 +123,34 @@ class Located:
                 return self.values[path]
             path = path[:-1]
         return self.values.get((), (1, 1))
+
+    def where_inside(self, path: Path, offset: int) -> tuple[int, int]:
+        """The (line, column) of character ``offset`` of the text at ``path``, when the file holds that
+        text as written on one line (plain, or quoted without escapes); else where the value starts."""
+        line, col = self.where(path)
+        value = self.value_at(path)
+        if not isinstance(value, str) or "\n" in value or path not in self.values:
+            return line, col
+        lines = self.text.split("\n")
+        source = lines[line - 1] if 0 < line <= len(lines) else ""
+        start = col - 1
+        if source[start:start + 1] in ("'", '"'):
+            start += 1
+        if source[start:start + len(value)] != value:
+            return line, col
+        return line, start + 1 + min(max(offset, 0), len(value))
+
+    def value_at(self, path: Path):
+        """The value at ``path``, or None when there is none."""
+        node = self.data
+        for seg in path:
+            if isinstance(node, dict) and seg in node:
+                node = node[seg]
+            elif isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
+                node = node[seg]
+            else:
+                return None
+        return node
 
 
 def render_path(data, path) -> str:
@@ -121,14 +191,22 @@ def read_text(file: str, raw: bytes) -> str:
     return text.removeprefix("\ufeff")
 
 
-def load(file: str, text: str) -> Located:
-    """Parse ``text`` (the contents of ``file``) into located plain data."""
+def load(file: str, text: str, *, libyaml: bool = True) -> Located:
+    """Parse ``text`` (the contents of ``file``) into located plain data.
+
+    ``libyaml=False`` reads with the pure-Python parser only (the same results, more slowly)."""
+    deep = _too_deep(text, libyaml)
+    if deep is not None:
+        mark, path = deep
+        raise MissionInvalid([Problem(file, mark.line + 1, mark.column + 1, render_path(None, path), _DEEP)])
     try:
-        node = _compose(text)
+        node = _compose(text, libyaml)
     except yaml.MarkedYAMLError as e:
         raise _translate_parse_error(file, text, e) from None
     except yaml.YAMLError as e:  # pragma: no cover - PyYAML marks nearly everything
         raise _problem(file, 0, 0, f"this is not valid YAML: {e}") from None
+    except RecursionError:  # pragma: no cover - _too_deep finds what would recurse this far
+        raise _problem(file, 0, 0, _DEEP) from None
     if node is None:
         raise _problem(file, 0, 0, "the file is empty; a mission needs at least 'mission' and 'steps'")
     located = Located(file=file, data=None, text=text)
@@ -193,7 +271,7 @@ class _Builder:
                           "that is an 'alias bomb', not a mission — write the values out, or use fewer aliases")
             return None
         if depth > MAX_DEPTH:
-            self._add(node, f"values are nested more than {MAX_DEPTH} levels deep (or an alias refers to itself)", path)
+            self._add(node, _DEEP, path)
             self.bombed = True
             self.count = MAX_NODES + 1
             return None
