@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -44,6 +45,42 @@ MARKER = "studiox.json"
 _SYNC = {"normal": 1, "full": 2}
 _MARKER_TMP = "studiox.tmp"  # the marker before its rename; "studiox.tmp.*" since each writer has its own
 _DB_FILES = {"cache.db", "cache.db-wal", "cache.db-shm", "cache.db-journal"}  # what diskcache sets up first
+
+
+def unstorable(value, path: str = "") -> tuple[str, str] | None:
+    """Where ``value`` holds something JSON text cannot (NaN, Infinity, text that is not valid Unicode),
+    and what: ``(".a[1]", "NaN")``; None when it holds nothing of the kind."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate: from bytes that were not UTF-8, or a JSON escape
+            return path, f"text that is not valid Unicode (\\u{ord(value[e.start]):04x} at character {e.start + 1})"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = unstorable(key, path) or unstorable(item, f"{path}.{key}")
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            if found := unstorable(item, f"{path}[{index}]"):
+                return found
+    return None
+
+
+def _json(value, what: str, fix: str, compact: bool = False) -> str:
+    """``value`` as JSON text, or a StoreError saying which part of it JSON cannot hold, then ``fix``."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":") if compact else None)
+        text.encode("utf-8")  # a lone surrogate passes json.dumps, then breaks SQLite's encoding
+        return text
+    except ValueError:  # (UnicodeEncodeError is one)
+        path, problem = unstorable(value) or ("", "a value JSON cannot hold")
+        where = f"its {path.lstrip('.')}" if path else "it"
+        raise StoreError(f"{what} was not written: {where} is {problem}, which JSON — and so the state folder — "
+                         f"cannot hold; {fix}") from None
 
 
 class _TextOnlyDisk(Disk):
@@ -330,7 +367,9 @@ class Store:
 
     def append(self, run_id: str, seq: int, event: dict) -> None:
         """Commit one event; it is on disk when this returns. A taken slot is an error, never overwritten."""
-        text = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+        text = _json(event, f"the {event.get('type', '?')} event of run {run_id}",
+                     "the run stopped here — change the mission so that this value is a finite number, null or "
+                     "valid text, and start a new run", compact=True)
         if not self._journal.add(f"{run_id}:{seq:09d}", text, retry=True):
             raise StoreError(f"event {seq} of run {run_id} was already written by another process; "
                              "this process stops driving the run")
@@ -372,7 +411,8 @@ class Store:
 
     def add_record(self, key: str, record: dict) -> bool:
         """Write an immutable record; False when the key is taken (the first writer wins)."""
-        return self._index.add(key, json.dumps(record, ensure_ascii=False), retry=True)
+        text = _json(record, f"the record {key}", "nothing was recorded — give a finite number, null or valid text")
+        return self._index.add(key, text, retry=True)
 
     def record(self, key: str) -> dict | None:
         text = self._index.get(key, retry=True)
