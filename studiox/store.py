@@ -368,8 +368,7 @@ class Store:
     def append(self, run_id: str, seq: int, event: dict) -> None:
         """Commit one event; it is on disk when this returns. A taken slot is an error, never overwritten."""
         text = _json(event, f"the {event.get('type', '?')} event of run {run_id}",
-                     "the run stopped here — change the mission so that this value is a finite number, null or "
-                     "valid text, and start a new run", compact=True)
+                     "the run stopped here — fix where this value comes from, then start a new run", compact=True)
         if not self._journal.add(f"{run_id}:{seq:09d}", text, retry=True):
             raise StoreError(f"event {seq} of run {run_id} was already written by another process; "
                              "this process stops driving the run")
