@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -272,3 +273,12 @@ def test_gated_steps_inside_a_foreach_park_the_whole_run(h):
                     "    steps:\n      - {id: pay, tool: fx.pay, arguments: {amount: '${{ item }}'}}\n")
     assert outcome.status == "waiting" and outcome.waiting["step"].startswith("each[")
     assert h.tools.calls == []
+
+
+def test_a_tool_result_holding_nan_fails_the_step_and_never_reaches_the_journal(tmp_path):
+    h = Harness(tmp_path, ScriptedTools({"look": [{"rate": float("nan")}]}))
+    outcome = h.run("steps:\n  - {id: a, tool: fx.look}\n")
+    assert outcome.status == "failed"
+    assert outcome.error["kind"] == "invalid_output" and "NaN at output.rate" in outcome.error["message"]
+    for event in h.events(outcome.run_id):
+        json.dumps(event, allow_nan=False)  # nothing JSON cannot keep was journaled

@@ -234,7 +234,7 @@ def _result(integration: str, tool: str, result):
 
 
 def _seconds(value) -> float | None:
-    from ..durations import seconds
+    from ..units import seconds
 
     return seconds(value)
 

@@ -22,6 +22,7 @@ from ..errors import StepError
 from ..governance import Action, needs_decision
 from ..mission import Mission, Step
 from ..state.journal import Journal, RunState
+from ..state.store import unstorable
 from ..steps import StepContext, executor_for, proposer_for
 from . import acting
 from .control import PRIORITY, Cancelled, EngineView, Fail, Finish, Outcome, Park, Rejected
@@ -142,6 +143,9 @@ class Run:
             started = time.perf_counter()
             try:
                 output = await self.limited(step, self.attempt(step, address, scope, data, attempt))
+                if (found := unstorable(output, "output")) is not None:
+                    raise StepError("invalid_output", f"the step's result holds {found[1]} at {found[0]}, which "
+                                    "JSON cannot keep, so it cannot be journaled")
             except Rejected as r:
                 return self.finished(address, **self.gate.rejection(step, address, r.applied, data))
             except StepError as e:

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..durations import seconds
 from ..errors import MissionInvalid, Problem
+from ..units import seconds
 from . import checks, schema, yamlread
 from .checks import KINDS
 

@@ -15,6 +15,9 @@ from rich.panel import Panel
 from rich.table import Table
 
 from ..governance import APPROVED, REJECTED, Decision, DecisionError, DecisionQueue, edited_action, os_user
+from .rail import clip
+
+VALUE_WIDTH = 500  # an argument's value in the panel; the whole is in 'studiox decision show ID --json'
 
 CHOICES = {"a": "approve", "approve": "approve", "e": "edit", "edit": "edit", "r": "reject", "reject": "reject",
            "d": "defer", "defer": "defer", "": "defer"}
@@ -25,16 +28,26 @@ def panel(decision: Decision) -> Panel:
     request = decision.request
     action = request["action"]
     arguments = Table("argument", "value", box=None, header_style="bold", pad_edge=False)
+    cut = False
     for name, value in action["arguments"].items():
-        arguments.add_row(escape(name), escape(value if isinstance(value, str) else json.dumps(value)))
+        text = _text(value)
+        cut = cut or len(text) > VALUE_WIDTH
+        arguments.add_row(escape(clip(name, 80)), escape(clip(text, VALUE_WIDTH)))
     parts: list = [f"[bold]{escape(action['target'])}[/] wants to run (step {escape(request['step'])}, "
                    f"run {request['run']})", arguments]
+    if cut:
+        parts.append(f"[dim](long values are cut here; see them whole with: studiox decision show {decision.id} "
+                     "--json)[/]")
     if request.get("explain"):
-        parts.append(f"[italic]{escape(request['explain'])}[/]")
+        parts.append(f"[italic]{escape(clip(request['explain'], VALUE_WIDTH))}[/]")
     if request.get("evidence"):
-        evidence = "\n".join(f"· {escape(e['step'])}: {escape(e['message'])}" for e in request["evidence"][-5:])
+        evidence = "\n".join(f"· {escape(e['step'])}: {escape(clip(e['message']))}" for e in request["evidence"][-5:])
         parts.append(f"[dim]what led here:\n{evidence}[/]")
     return Panel(Group(*parts), title=f"decision needed · {decision.id}", border_style="yellow")
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def ask(decision: Decision, queue: DecisionQueue, *, console: Console, read: Callable[[str], str] = input) -> None:
@@ -83,8 +96,7 @@ def _edit(decision: Decision, console: Console, read):
     """Ask for each argument's new value (empty keeps it); None when the edit does not fit the tool."""
     edits = {}
     for name, value in decision.request["action"]["arguments"].items():
-        shown = value if isinstance(value, str) else json.dumps(value)
-        raw = read(f"  {name} [{shown}]: ").strip()
+        raw = read(f"  {name} [{clip(_text(value), 80)}]: ").strip()
         if raw:
             try:
                 edits[name] = json.loads(raw)

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..state.journal import RunState
+from ..units import human_size
 
 STATUS_STYLE = {
     "succeeded": "green", "failed": "red", "cancelled": "magenta", "waiting": "yellow",
@@ -20,11 +21,29 @@ STATUS_STYLE = {
 }
 
 
+MESSAGE_WIDTH = 300  # observations, error messages, notes: a few lines of a terminal at most
+
+
+
+def _cut(text: str, whole: str, width: int) -> str:
+    note = f"… ({human_size(len(whole.encode('utf-8', 'surrogatepass')))})"
+    return text[: max(width - len(note), 1)] + note
+
+
 def short(value, width: int = 60) -> str:
-    """One line of JSON, cut to ``width`` characters."""
+    """One line of JSON (or of the text itself), cut to ``width`` characters; a cut one ends with '…' and
+    the size of the whole, so that a 5 MB value never floods a terminal."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    head = text[: width * 8]  # enough to fill the line even after runs of white space fold up
+    line = " ".join(head.split())
+    if len(head) == len(text) and len(line) <= width:
+        return line
+    return _cut(line, text, width)
+
+
+def clip(text: str, width: int = MESSAGE_WIDTH) -> str:
+    """A message cut to ``width`` characters like :func:`short`, but keeping its lines."""
+    return text if len(text) <= width else _cut(text, text, width)
 
 
 def when(ts: float | None) -> str:
@@ -60,11 +79,11 @@ def live_line(event: dict) -> str | None:
     if kind == "step_finished":
         status = event["status"]
         if status == "skipped":
-            return f"  [dim]↷ {step} skipped: {escape(event.get('reason', ''))}[/]"
+            return f"  [dim]↷ {step} skipped: {escape(clip(event.get('reason', '')))}[/]"
         if status == "failed":
             error = event.get("error") or {}
             goto = f", going to '{event['goto']}'" if event.get("goto") else ", going on"
-            return f"  [red]✗[/] {step} failed: {escape(error.get('message', ''))}{goto}"
+            return f"  [red]✗[/] {step} failed: {escape(clip(error.get('message', '')))}{goto}"
         output = event.get("output")
         shown = f" → {escape(short(output))}" if output not in (None, {}, []) else ""
         return f"  [green]✓[/] {step} [dim]{seconds(event.get('duration'))}[/]{shown}"
@@ -72,15 +91,15 @@ def live_line(event: dict) -> str | None:
         error = event.get("error") or {}
         retry = f"; retrying in {event['retry_in']:g}s" if event.get("retry_in") is not None else ""
         return f"  [red]✗[/] {step} attempt {event['attempt']} failed ({error.get('kind')}): " \
-               f"{escape(error.get('message', ''))}{retry}"
+               f"{escape(clip(error.get('message', '')))}{retry}"
     if kind == "item_finished":
         return f"  [green]✓[/] {step}[{event['index']}] item done"
     if kind == "observation":
-        return f"    [dim]· {escape(event['message'])}[/]"
+        return f"    [dim]· {escape(clip(event['message']))}[/]"
     if kind == "action_started":
         return f"    [dim]· action {escape(event['action']['target'])} started, key {escape(event['key'])}[/]"
     if kind == "action_finished" and not event.get("ok"):
-        return f"    [dim]· action failed: {escape((event.get('error') or {}).get('message', ''))}[/]"
+        return f"    [dim]· action failed: {escape(clip((event.get('error') or {}).get('message', '')))}[/]"
     if kind == "model_call":
         cost = "" if event.get("cost_usd") is None else f" · ${event['cost_usd']:.6f}"
         cached = " · [bold]cached[/]" if event.get("cached") else f" · {seconds(event.get('latency_s'))}"
@@ -92,7 +111,7 @@ def live_line(event: dict) -> str | None:
                f"{escape(short(action['arguments'], 70))}"
     if kind == "decision_applied":
         who = "policy" if event["by"] == "policy" else escape(event["by"])
-        note = f": {escape(event['note'])}" if event.get("note") else ""
+        note = f": {escape(clip(event['note']))}" if event.get("note") else ""
         edited = " (arguments edited)" if event.get("edited") else ""
         return f"  [bold]⚖[/] {step} {event['status']} by {who}{edited}{note}"
     if kind == "run_reopened":
@@ -123,12 +142,12 @@ def _started_line(event: dict) -> str:
 def finished_line(event: dict) -> str:
     status = event["status"]
     if status == "succeeded":
-        note = f" — {escape(event['note'])}" if event.get("note") else ""
+        note = f" — {escape(clip(event['note']))}" if event.get("note") else ""
         return f"[bold green]verdict: {escape(event['verdict'])}[/]{note}"
     if status == "failed":
         error = event.get("error") or {}
-        return f"[bold red]failed[/] at {escape(str(error.get('step', '?')))}: {escape(error.get('message', ''))}"
-    return f"[bold magenta]cancelled[/]{': ' + escape(event['reason']) if event.get('reason') else ''}"
+        return f"[bold red]failed[/] at {escape(str(error.get('step', '?')))}: {escape(clip(error.get('message', '')))}"
+    return f"[bold magenta]cancelled[/]{': ' + escape(clip(event['reason'])) if event.get('reason') else ''}"
 
 
 def runs_table(rows: list) -> Table:
@@ -146,9 +165,9 @@ def steps_table(state: RunState) -> Table:
     table = Table("step", "status", "attempts", "time", "output / error", header_style="bold")
     for address, ev in state.done.items():
         style = STATUS_STYLE.get(ev["status"], "")
-        detail = ev.get("error", {}).get("message", "") if ev["status"] == "failed" else short(ev.get("output"), 70)
+        detail = clip(ev.get("error", {}).get("message", "")) if ev["status"] == "failed" else short(ev.get("output"), 70)
         if ev["status"] == "skipped":
-            detail = ev.get("reason", "")
+            detail = clip(ev.get("reason", ""))
         table.add_row(escape(address), f"[{style}]{ev['status']}[/]", str(ev.get("attempts", "")),
                       seconds(ev.get("duration")), escape(detail))
     return table
@@ -169,8 +188,8 @@ def outcome_line(decision) -> str:
     outcome = decision.outcome
     if outcome is None:
         return f"{decision.id} is [yellow]{decision.status}[/]"
-    by = outcome["by"] + (f" (claimed: {escape(outcome['claimed_by'])})" if outcome.get("claimed_by") else "")
-    note = f" — {escape(outcome['note'])}" if outcome.get("note") else ""
+    by = outcome["by"] + (f" (claimed: {escape(short(outcome['claimed_by']))})" if outcome.get("claimed_by") else "")
+    note = f" — {escape(clip(outcome['note']))}" if outcome.get("note") else ""
     edited = " with edited arguments" if outcome.get("edited") else ""
     return f"{decision.id} {outcome['status']}{edited} by {escape(by)} at {when(outcome['at'])}{note}"
 
@@ -179,7 +198,7 @@ def tools_table(rows: list[dict]) -> Table:
     table = Table("integration", "tool", "annotations", "used by", "what studiox does", header_style="bold")
     for r in rows:
         if r.get("error"):
-            table.add_row(escape(r["integration"]), "—", "", "", f"[red]{escape(r['error'])}[/]")
+            table.add_row(escape(r["integration"]), "—", "", "", f"[red]{escape(clip(r['error']))}[/]")
             continue
         style = "green" if r["studiox"].startswith("runs freely") else "yellow"
         table.add_row(escape(r["integration"]), escape(r["tool"]), escape(r["annotations"]),

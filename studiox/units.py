@@ -1,4 +1,4 @@
-"""Durations as missions write them: ``"1h30m"``, ``"500ms"``, or a number of seconds."""
+"""Units people write and read: durations (``"1h30m"``, ``"500ms"``, seconds) and sizes (``5.0 MB``)."""
 
 from __future__ import annotations
 
@@ -15,3 +15,11 @@ def seconds(value) -> float | None:
     if isinstance(value, (int, float)):
         return float(value)
     return sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(value))
+
+
+def human_size(n: int) -> str:
+    """A size in bytes as people say it: 812 bytes, 12.3 kB, 5.0 MB."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} byte{'s' if n != 1 else ''}"
