@@ -28,6 +28,7 @@ from . import __version__, expressions
 from . import mission as missions
 from .errors import RunNotFound, RunNotResumable, StudioxError
 from .governance import APPROVED, EXPIRED, Action, Decision, DecisionQueue, needs_decision
+from .integrations import STEP_TIME_LIMIT
 from .journal import Journal, RunState, derive
 from .locks import RunLock
 from .mission import Mission, Step
@@ -346,13 +347,18 @@ class _Run:
 
     async def limited(self, step: Step, work):
         """Await ``work`` within the step's time limit."""
-        if step.timeout is None:
-            return await work
+        # tool calls made within the step see its limit: when it has one, it replaces their call_timeout
+        token = STEP_TIME_LIMIT.set(step.timeout)
         try:
-            return await asyncio.wait_for(work, step.timeout)
-        except TimeoutError:
-            raise StepError("timeout", f"the step took longer than its time limit of {step.timeout:g}s",
-                            outcome_unknown=True) from None
+            if step.timeout is None:
+                return await work
+            try:
+                return await asyncio.wait_for(work, step.timeout)
+            except TimeoutError:
+                raise StepError("timeout", f"the step took longer than its time limit of {step.timeout:g}s",
+                                outcome_unknown=True) from None
+        finally:
+            STEP_TIME_LIMIT.reset(token)
 
     async def acting(self, step: Step, address: str, action: Action, call, *, key: str, emit):
         """A state-changing call: journaled before and after, never silently made twice.

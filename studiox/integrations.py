@@ -5,7 +5,8 @@ run; all are closed when the run ends, parks or fails (a stdio server also exits
 input closes, so a killed studiox leaves no server behind). Tool annotations are hints from a
 server we may not trust: only ``readOnlyHint: true`` lets a tool run without a decision.
 Every state-changing call carries the step's idempotency key in ``_meta`` as
-``studiox/idempotency_key``. Whatever goes wrong below —
+``studiox/idempotency_key``. Every call has a time limit: the step's own ``timeout:`` when it
+has one, else the integration's ``call_timeout`` (default 60s). Whatever goes wrong below —
 the SDK, httpx2, a server that hangs, dies or breaks the protocol — leaves this module as a
 :class:`StepError` with a plain message (or as the caller's own cancellation).
 """
@@ -17,6 +18,7 @@ import json
 import os
 import sys
 from contextlib import AsyncExitStack
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,14 @@ from .steps import StepError
 
 IDEMPOTENCY_META_KEY = "studiox/idempotency_key"
 DEFAULT_START_TIMEOUT = 30.0
+DEFAULT_CALL_TIMEOUT = 60.0  # seconds; a tool that may take longer needs call_timeout or a step timeout
 LAUNCHER_REPORT = "[studiox] "  # how _launch.py starts the lines it writes to the server's log
 TAIL_LINES, TAIL_BYTES = 5, 8192  # how much of a server's last words an error message quotes
+
+# The time limit of the step now running, set by the engine around each step: when a step has
+# its own ``timeout:``, that limit (which the engine enforces) bounds its tool calls instead of
+# the integration's call_timeout.
+STEP_TIME_LIMIT: ContextVar[float | None] = ContextVar("studiox_step_time_limit", default=None)
 
 
 @dataclass
@@ -76,14 +84,22 @@ class MCPTools:
         }
 
     async def call(self, integration: str, tool: str, arguments: dict, *, key: str):
-        """Call a tool; its arguments are checked against its input schema first."""
+        """Call a tool within its time limit; its arguments are checked against its input schema first."""
         found = await self._tool(integration, tool)
         _check_arguments(integration, tool, found.input_schema, arguments)
         session = self.sessions[integration]
         changes_state = not (found.annotations and found.annotations.read_only_hint is True)
+        limit, which = self._call_limit(integration)
         try:
-            result = await session.client.call_tool(tool, arguments, meta={IDEMPOTENCY_META_KEY: key})
+            async with asyncio.timeout(limit) as clock:
+                result = await session.client.call_tool(tool, arguments, meta={IDEMPOTENCY_META_KEY: key})
         except BaseException as e:
+            if clock.expired() and not _cancelled_from_outside():
+                await self._drop(integration)  # the server may still be busy with it: start afresh next time
+                raise StepError("timeout", f"{integration}.{tool} did not answer within its time limit of "
+                                f"{limit:g}s ({which}); the call was abandoned"
+                                + ("; it may or may not have taken effect" if changes_state else ""),
+                                outcome_unknown=changes_state) from None
             if isinstance(e, asyncio.CancelledError):
                 await self._drop(integration)  # a call cut off by the step's time limit leaves the session unusable
                 raise
@@ -105,7 +121,16 @@ class MCPTools:
         self._logs.clear()
         self._errlogs.clear()
 
-    # ------------------------------------------------------------------ failures
+    # ------------------------------------------------------------------ time limits and failures
+
+    def _call_limit(self, integration: str) -> tuple[float | None, str]:
+        """The time limit of a call, and where it comes from; None when the step's own limit applies."""
+        if STEP_TIME_LIMIT.get() is not None:
+            return None, "the step's timeout"  # the engine enforces it, with its own message
+        configured = _seconds(self.specs[integration].get("call_timeout"))
+        if configured:
+            return configured, f"the call_timeout of the integration '{integration}'"
+        return DEFAULT_CALL_TIMEOUT, f"the default; set call_timeout on the integration '{integration}' to change it"
 
     async def _call_failed(self, integration: str, tool: str, error: Exception, changes_state: bool) -> StepError:
         """The step error for a call that raised: the server refused it, answered nonsense, or went away."""
