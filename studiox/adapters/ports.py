@@ -6,10 +6,15 @@ door without touching the engine. Each real door imports its heavy library only 
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import StepError
+
+# the time limit of the step a door is called from (None: it has none). A tools door bounds each
+# call with its own limit only when the step has none: the engine enforces the step's, whole.
+STEP_TIME_LIMIT: ContextVar[float | None] = ContextVar("studiox_step_time_limit", default=None)
 
 
 class ToolsDoor(Protocol):

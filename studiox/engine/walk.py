@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import expressions
 from .. import mission as missions
-from ..adapters.ports import Ports
+from ..adapters.ports import STEP_TIME_LIMIT, Ports
 from ..errors import StepError
 from ..governance import Action, needs_decision
 from ..mission import Mission, Step
@@ -187,21 +187,13 @@ class Run:
     async def limited(self, step: Step, work) -> Any:
         """Await ``work`` (a whole attempt) within the step's time limit; time a person takes to decide
         does not count (see Gate._ask)."""
-        if step.timeout is None:
-            return await work
-        deadline = asyncio.timeout(step.timeout)
+        limit = STEP_TIME_LIMIT.set(step.timeout)  # a tool call within the step is bounded by it
         try:
-            async with deadline:
-                token = DEADLINES.set((*DEADLINES.get(), deadline))
-                try:
-                    return await work
-                finally:
-                    DEADLINES.reset(token)
-        except TimeoutError:
-            if not deadline.expired():
-                raise  # some other time limit, below: not this step's
-            raise StepError("timeout", f"the step took longer than its time limit of {step.timeout:g}s",
-                            outcome_unknown=True) from None
+            if step.timeout is None:
+                return await work
+            return await _within(step.timeout, work)
+        finally:
+            STEP_TIME_LIMIT.reset(limit)
 
     async def propose(self, step: Step, ctx: StepContext) -> Action | None:
         """What the step is about to do to the outside world, if anything, or if approval is required."""
@@ -307,6 +299,22 @@ class Run:
             event = self.journal.append("observation", step=address, message=message, **({"data": data} if data else {}))
             self.observations.append(event)
         return emit
+
+
+async def _within(seconds: float, work) -> Any:
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            token = DEADLINES.set((*DEADLINES.get(), deadline))
+            try:
+                return await work
+            finally:
+                DEADLINES.reset(token)
+    except TimeoutError:
+        if not deadline.expired():
+            raise  # some other time limit, below: not this step's
+        raise StepError("timeout", f"the step took longer than its time limit of {seconds:g}s",
+                        outcome_unknown=True) from None
 
 
 def first_of(problems: list[BaseException]) -> BaseException:

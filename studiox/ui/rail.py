@@ -41,6 +41,9 @@ def short(value, width: int = 60) -> str:
     return _cut(line, text, width)
 
 
+ERROR_WIDTH = 900  # why something failed is worth more room than chatter
+
+
 def clip(text: str, width: int = MESSAGE_WIDTH) -> str:
     """A message cut to ``width`` characters like :func:`short`, but keeping its lines."""
     return text if len(text) <= width else _cut(text, text, width)
@@ -83,7 +86,7 @@ def live_line(event: dict) -> str | None:
         if status == "failed":
             error = event.get("error") or {}
             goto = f", going to '{event['goto']}'" if event.get("goto") else ", going on"
-            return f"  [red]✗[/] {step} failed: {escape(clip(error.get('message', '')))}{goto}"
+            return f"  [red]✗[/] {step} failed: {escape(clip(error.get('message', ''), ERROR_WIDTH))}{goto}"
         output = event.get("output")
         shown = f" → {escape(short(output))}" if output not in (None, {}, []) else ""
         return f"  [green]✓[/] {step} [dim]{seconds(event.get('duration'))}[/]{shown}"
@@ -91,7 +94,7 @@ def live_line(event: dict) -> str | None:
         error = event.get("error") or {}
         retry = f"; retrying in {event['retry_in']:g}s" if event.get("retry_in") is not None else ""
         return f"  [red]✗[/] {step} attempt {event['attempt']} failed ({error.get('kind')}): " \
-               f"{escape(clip(error.get('message', '')))}{retry}"
+               f"{escape(clip(error.get('message', ''), ERROR_WIDTH))}{retry}"
     if kind == "item_finished":
         return f"  [green]✓[/] {step}[{event['index']}] item done"
     if kind == "observation":
@@ -99,7 +102,7 @@ def live_line(event: dict) -> str | None:
     if kind == "action_started":
         return f"    [dim]· action {escape(event['action']['target'])} started, key {escape(event['key'])}[/]"
     if kind == "action_finished" and not event.get("ok"):
-        return f"    [dim]· action failed: {escape(clip((event.get('error') or {}).get('message', '')))}[/]"
+        return f"    [dim]· action failed: {escape(clip((event.get('error') or {}).get('message', ''), ERROR_WIDTH))}[/]"
     if kind == "model_call":
         cost = "" if event.get("cost_usd") is None else f" · ${event['cost_usd']:.6f}"
         cached = " · [bold]cached[/]" if event.get("cached") else f" · {seconds(event.get('latency_s'))}"
@@ -146,7 +149,7 @@ def finished_line(event: dict) -> str:
         return f"[bold green]verdict: {escape(event['verdict'])}[/]{note}"
     if status == "failed":
         error = event.get("error") or {}
-        return f"[bold red]failed[/] at {escape(str(error.get('step', '?')))}: {escape(clip(error.get('message', '')))}"
+        return f"[bold red]failed[/] at {escape(str(error.get('step', '?')))}: {escape(clip(error.get('message', ''), ERROR_WIDTH))}"
     return f"[bold magenta]cancelled[/]{': ' + escape(clip(event['reason'])) if event.get('reason') else ''}"
 
 
@@ -165,7 +168,8 @@ def steps_table(state: RunState) -> Table:
     table = Table("step", "status", "attempts", "time", "output / error", header_style="bold")
     for address, ev in state.done.items():
         style = STATUS_STYLE.get(ev["status"], "")
-        detail = clip(ev.get("error", {}).get("message", "")) if ev["status"] == "failed" else short(ev.get("output"), 70)
+        detail = clip(ev.get("error", {}).get("message", ""), ERROR_WIDTH) if ev["status"] == "failed" else \
+            short(ev.get("output"), 70)
         if ev["status"] == "skipped":
             detail = clip(ev.get("reason", ""))
         table.add_row(escape(address), f"[{style}]{ev['status']}[/]", str(ev.get("attempts", "")),
@@ -198,7 +202,7 @@ def tools_table(rows: list[dict]) -> Table:
     table = Table("integration", "tool", "annotations", "used by", "what studiox does", header_style="bold")
     for r in rows:
         if r.get("error"):
-            table.add_row(escape(r["integration"]), "—", "", "", f"[red]{escape(clip(r['error']))}[/]")
+            table.add_row(escape(r["integration"]), "—", "", "", f"[red]{escape(clip(r['error'], ERROR_WIDTH))}[/]")
             continue
         style = "green" if r["studiox"].startswith("runs freely") else "yellow"
         table.add_row(escape(r["integration"]), escape(r["tool"]), escape(r["annotations"]),

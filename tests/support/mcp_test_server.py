@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import sys
 import time
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -62,6 +64,17 @@ def fail(reason: str = "it went wrong") -> dict:
 def crash() -> dict:
     """The server process dies mid-call."""
     os._exit(3)
+
+
+@server.tool(annotations=READ_ONLY)
+def die(status: int = 7, message: str = "", signal_name: str = "") -> dict:
+    """The server writes a message to its stderr, then exits with a status (or kills itself with a signal) mid-call."""
+    if message:
+        print(message, file=sys.stderr, flush=True)
+    if signal_name:
+        os.kill(os.getpid(), getattr(signal, signal_name))
+        time.sleep(5)
+    os._exit(status)
 
 
 @server.tool(annotations=READ_ONLY)
