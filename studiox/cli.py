@@ -421,7 +421,7 @@ def status(
     """Show one run: its status, verdict and each step so far."""
     from .journal import derive, resolve_run
     from .locks import is_driven
-    from .rail import STATUS_STYLE, finished_line, seconds, steps_table, when
+    from .rail import STATUS_STYLE, finished_line, seconds, steps_table, usage_totals, when
 
     store = _store(home, create=False)
     run_id = resolve_run(store, run_id)
@@ -435,11 +435,7 @@ def status(
             "started": state.started["at"] if state.started else None, "duration": state.duration,
             "steps": [{"step": a, "status": e["status"], "output": e.get("output"), "error": e.get("error")}
                       for a, e in state.done.items()],
-            "usage": {"model_calls": len(state.model_calls),
-                      "input_tokens": sum(e["input_tokens"] for e in state.model_calls),
-                      "output_tokens": sum(e["output_tokens"] for e in state.model_calls),
-                      "cost_usd": round(sum(e.get("cost_usd") or 0 for e in state.model_calls), 6),
-                      "cached": sum(1 for e in state.model_calls if e.get("cached"))},
+            "usage": usage_totals(state.model_calls),
         }))
         return
     style = STATUS_STYLE.get(current, "")

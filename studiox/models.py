@@ -8,7 +8,9 @@ provider SDK's, or anything else) leaves as a :class:`StepError` that names the 
 what to do; nothing foreign reaches the engine.
 
 ``Replay`` feeds scripted answers through litellm's own ``mock_response``, so a mission runs
-offline through exactly the same path, usage and cost accounting included (``--replay FILE``).
+offline through the same path as a real one (``--replay FILE``). A replayed reply is marked
+``replayed`` and carries no token counts or cost (litellm's mock usage is invented), unless the
+replay file scripts them with ``usage:``.
 """
 
 from __future__ import annotations
@@ -46,11 +48,15 @@ class ModelCall:
         return hashlib.sha256(body.encode()).hexdigest()
 
 
-def reply_dict(content: str | None, tool_calls: list, *, model: str, input_tokens: int, output_tokens: int,
-               cost_usd: float | None, latency_s: float) -> dict:
-    """A model's reply as plain data (what the journal keeps)."""
+def reply_dict(content: str | None, tool_calls: list, *, model: str, input_tokens: int | None,
+               output_tokens: int | None, cost_usd: float | None, latency_s: float, replayed: bool = False) -> dict:
+    """A model's reply as plain data (what the journal keeps); a replayed one has no usage of its own."""
     return {"content": content, "tool_calls": tool_calls, "model": model, "input_tokens": input_tokens,
-            "output_tokens": output_tokens, "cost_usd": cost_usd, "latency_s": round(latency_s, 4)}
+            "output_tokens": output_tokens, "cost_usd": cost_usd, "latency_s": round(latency_s, 4),
+            "replayed": replayed}
+
+
+USAGE_KEYS = ("input_tokens", "output_tokens", "cost_usd")
 
 
 class Replay:
@@ -61,7 +67,8 @@ class Replay:
     answer), ``{tool_calls: [{tool: erp.check_budget, arguments: {...}}]}``, ``{text: ...}`` (a
     raw reply, e.g. to exercise repair), or ``{error: litellm.RateLimitError}`` (any litellm
     exception class, optionally with ``message``, and ``times: N`` and ``then: ANSWER``: the
-    error N times, then the answer).
+    error N times, then the answer). ``usage: {input_tokens, output_tokens, cost_usd}`` scripts
+    what a turn counts against budgets; without it a replayed turn counts nothing.
     """
 
     def __init__(self, answers: dict, source: str = "<replay>"):
@@ -206,7 +213,11 @@ class LiteLLMModels:
                                     "RUN_ID --retry", details={"provider_error": type(e).__name__}) from None
                 await self.sleep(_retry_after(e) or min(60.0, 2.0 ** attempt))
                 continue
-            return _reply(litellm, response, call.model, time.perf_counter() - started)
+            reply = _reply(litellm, response, call.model, time.perf_counter() - started)
+            if answer is not None:  # litellm's mock usage is invented: a replayed turn counts only what is scripted
+                usage = _scripted(answer, attempt).get("usage") or {}
+                reply.update(replayed=True, **{key: usage.get(key) for key in USAGE_KEYS})
+            return reply
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _check_credentials(self, litellm, call: ModelCall) -> None:
