@@ -56,6 +56,8 @@ def reply_dict(content: str | None, tool_calls: list, *, model: str, input_token
             "replayed": replayed}
 
 
+ANSWER_KINDS = ("output", "text", "tool_calls", "error")
+ANSWER_KEYS = (*ANSWER_KINDS, "reasoning", "message", "times", "then", "usage")
 USAGE_KEYS = ("input_tokens", "output_tokens", "cost_usd")
 
 
@@ -77,20 +79,27 @@ class Replay:
 
     @classmethod
     def load(cls, path: str | Path) -> Replay:
+        """Read and check a replay file; any problem is a UsageError that says where (exit 2)."""
         from . import yamlread
         from .errors import MissionInvalid, UsageError
 
+        name = str(path)
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            raw = Path(path).read_bytes()
         except OSError as e:
             raise UsageError(f"--replay: cannot read '{path}': {e.strerror}") from None
         try:
-            data = yamlread.load(str(path), text).data
+            text = yamlread.read_text(name, raw)
+            if not text.strip():
+                raise UsageError(f"--replay: {name} is empty; it must map step ids to lists of answers")
+            located = yamlread.load(name, text)
         except MissionInvalid as e:
             raise UsageError(f"--replay: {e.render()}") from None
-        if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-            raise UsageError(f"--replay: '{path}' must map step ids to lists of answers")
-        return cls(data, str(path))
+        problems = located.problems or _problems(located)
+        if problems:
+            raise UsageError("\n".join(f"--replay: {p.render()}" for p in problems))
+        assert isinstance(located.data, dict)  # checked by _problems
+        return cls(located.data, name)
 
     def answer(self, address: str, step_id: str, index: int) -> dict:
         answers = self.answers.get(address, self.answers.get(step_id))
@@ -98,6 +107,97 @@ class Replay:
             raise StepError("model_error", f"the replay file {self.source} has no answer {index + 1} for step "
                             f"'{step_id}'")
         return answers[index]
+
+
+def _problems(located) -> list:
+    """What is wrong with the shape of a replay file, each problem located and naming step and answer."""
+    from .errors import Problem
+
+    data = located.data
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        line, col = located.where(())
+        return [Problem(located.file, line, col, "", "it must map step ids to lists of answers")]
+    problems: list[Problem] = []
+    scripts_errors = _mentions_error(data)
+    errors = _error_classes(_litellm()) if scripts_errors else {}  # litellm only when the file needs it
+    for step, answers in data.items():
+        if not isinstance(answers, list):
+            line, col = located.where((step,))
+            problems.append(Problem(located.file, line, col, f"step '{step}'", "its answers must be a list"))
+            continue
+        for i, answer in enumerate(answers):
+            _check_answer(answer, (step, i), f"step '{step}', answer {i + 1}", located, problems, errors)
+    return problems
+
+
+def _mentions_error(data) -> bool:
+    return any(isinstance(a, dict) and ("error" in a or _mentions_error({"then": [a.get("then")]}))
+               for answers in data.values() if isinstance(answers, list) for a in answers)
+
+
+def _check_answer(answer, at: tuple, label: str, located, problems: list, errors: dict) -> None:
+    from .errors import Problem
+    from .expressions import type_name
+    from .schema import suggest
+
+    def add(message: str, *sub, key: bool = False) -> None:
+        line, col = located.where((*at, *sub), key=key)
+        problems.append(Problem(located.file, line, col, label, message))
+
+    if not isinstance(answer, dict):
+        add("an answer must be a mapping such as {output: ...}, {text: ...}, {tool_calls: [...]} or "
+            f"{{error: litellm.RateLimitError}}, not {type_name(answer)}")
+        return
+    unknown = [key for key in answer if key not in ANSWER_KEYS]
+    for key in unknown:
+        add(f"unknown key '{key}'{suggest(key, ANSWER_KEYS)}", key, key=True)
+    given = [k for k in ANSWER_KINDS if k in answer]
+    if not given and not unknown:  # a misspelt 'output' has said what is wrong already
+        add("says nothing: give output, text, tool_calls or error")
+    elif len(given) > 1 and set(given) != {"text", "tool_calls"}:
+        add(f"give only one of {' and '.join(given)} (text may go with tool_calls; what comes after an error "
+            "goes under 'then')")
+    for key in ("reasoning", "text", "message"):
+        if key in answer and not isinstance(answer[key], str):
+            add(f"'{key}' must be text, not {type_name(answer[key])}", key)
+    if "error" not in answer:
+        for key in ("times", "then", "message"):
+            if key in answer:
+                add(f"'{key}' only goes with 'error'", key, key=True)
+    elif not isinstance(answer["error"], str) or _error_name(answer["error"]) not in errors:
+        wrote = str(answer["error"])
+        names = [f"litellm.{n}" for n in errors] if wrote.startswith("litellm.") else list(errors)
+        add(f"unknown litellm error '{wrote}'{suggest(wrote, names)}", "error")
+    times = answer.get("times", 1)
+    if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+        add("'times' must be a whole number of at least 1", "times")
+    if "then" in answer:
+        _check_answer(answer["then"], (*at, "then"), f"{label} (then)", located, problems, errors)
+    calls = answer.get("tool_calls", [{"tool": "-"}])
+    if not isinstance(calls, list) or not calls:
+        add("'tool_calls' must be a list of calls such as {tool: erp.check_budget, arguments: {...}}", "tool_calls")
+    else:
+        for n, call in enumerate(calls):
+            where = ("tool_calls", n)
+            if not isinstance(call, dict) or not isinstance(call.get("tool"), str):
+                add(f"tool_calls[{n}] needs 'tool' (such as erp.check_budget)", *where)
+                continue
+            for key in call:
+                if key not in ("tool", "arguments"):
+                    add(f"tool_calls[{n}]: unknown key '{key}'{suggest(key, ('tool', 'arguments'))}", *where, key,
+                        key=True)
+            if not isinstance(call.get("arguments", {}), dict):
+                add(f"tool_calls[{n}].arguments must be a mapping", *where, "arguments")
+    usage = answer.get("usage", {})
+    if not isinstance(usage, dict):
+        add("'usage' must be a mapping such as {input_tokens: 10, output_tokens: 20, cost_usd: 0.001}", "usage")
+        return
+    for key, value in usage.items():
+        if key not in USAGE_KEYS:
+            add(f"usage: unknown key '{key}'{suggest(key, USAGE_KEYS)}", "usage", key, key=True)
+        elif isinstance(value, bool) or not isinstance(value, int if key != "cost_usd" else (int, float)) \
+                or value < 0:
+            add(f"usage.{key} must be a {'whole ' if key != 'cost_usd' else ''}number of at least 0", "usage", key)
 
 
 def function_name(target: str) -> str:

@@ -2,12 +2,18 @@
 
 A replayed turn is labelled as replayed everywhere (journal, rail, status, usage) with no token
 counts or dollars invented for it, and it never writes (or reads) the response cache that real
-runs read.
+runs read. A broken replay file is a usage error (exit 2) that says where, before anything runs.
 """
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from conftest import write_mission
+
+from studiox.errors import UsageError
+from studiox.models import Replay
 
 EXTRACT = """
 mission: w
@@ -85,3 +91,59 @@ def test_replayed_turns_are_labelled_and_carry_no_invented_tokens_or_dollars(stu
     call = next(e for e in derive(run_id, store.events(run_id)).model_calls)
     assert call["replayed"] is True
     assert (call["input_tokens"], call["output_tokens"], call["cost_usd"]) == (None, None, None)
+
+
+# ---------------------------------------------------------------------------- item 8: broken files
+
+
+def test_a_replay_file_that_is_not_utf8_is_a_usage_error_naming_the_file_and_line(studiox, tmp_path):
+    mission = write_mission(tmp_path / "m.yaml", EXTRACT)
+    replay = _replay(tmp_path, b"extract:\n  - text: caf\xe9\n")
+    result = studiox("run", mission, "--replay", replay, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert str(replay) in result.stderr and ":2:" in result.stderr
+    assert "not UTF-8" in result.stderr
+    assert "internal error" not in result.stderr
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("extract:\n  - just some text\n", "step 'extract', answer 1: an answer must be a mapping"),
+    ("extract:\n  - output: 1\n  - ouptut: {total: 1}\n", "step 'extract', answer 2: unknown key 'ouptut' — did you "
+                                                           "mean 'output'?"),
+    ("extract:\n  - error: litellm.NotFoundErorr\n", "step 'extract', answer 1: unknown litellm error "
+                                                     "'litellm.NotFoundErorr' — did you mean 'litellm.NotFoundError'?"),
+    ("extract:\n  - tool_calls: [{arguments: {}}]\n", "step 'extract', answer 1: tool_calls[0] needs 'tool'"),
+    ("extract:\n  - error: litellm.RateLimitError\n    times: 0\n", "step 'extract', answer 1: 'times' must be a "
+                                                                    "whole number of at least 1"),
+    ("extract:\n  - error: litellm.RateLimitError\n    then: [1]\n", "step 'extract', answer 1 (then): an answer "
+                                                                     "must be a mapping"),
+    ("extract:\n  - reasoning: only this\n", "step 'extract', answer 1: says nothing"),
+    ("extract:\n  - {text: a, output: b}\n", "step 'extract', answer 1: give only one of"),
+    ("", "is empty; it must map step ids to lists of answers"),
+    ("- a\n- b\n", "must map step ids to lists of answers"),
+])
+def test_a_replay_file_of_the_wrong_shape_is_a_usage_error_naming_step_and_answer(tmp_path, text, expected):
+    path = _replay(tmp_path, text)
+    with pytest.raises(UsageError) as caught:
+        Replay.load(path)
+    assert expected in str(caught.value)
+    assert str(caught.value).startswith(f"--replay: {path}")
+
+
+def test_a_replay_file_of_the_wrong_shape_stops_the_cli_with_exit_2_before_anything_runs(studiox, tmp_path):
+    mission = write_mission(tmp_path / "m.yaml", EXTRACT)
+    result = studiox("run", mission, "--replay", _replay(tmp_path, "extract:\n  - just some text\n"), timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert ":2:5: step 'extract', answer 1: an answer must be a mapping" in result.stderr
+    assert studiox.run_ids() == []
+
+
+def test_every_answer_shape_in_the_docs_still_loads(tmp_path):
+    text = ("a:\n  - output: {x: 1}\n    reasoning: why\n  - text: raw\n"
+            "  - tool_calls: [{tool: erp.check_budget, arguments: {amount: 1}}]\n"
+            "  - error: litellm.RateLimitError\n    times: 2\n    then: {output: 1}\n"
+            "  - error: NotFoundError\n    message: The model does not exist\n"
+            "  - output: 2\n    usage: {input_tokens: 10, output_tokens: 20, cost_usd: 0.001}\n")
+    replay = Replay.load(_replay(tmp_path, text))
+    assert len(replay.answers["a"]) == 6
+    assert json.loads(json.dumps(replay.answers))  # plain data
