@@ -164,6 +164,8 @@ def _check_answer(answer, at: tuple, label: str, located, problems: list, errors
         for key in ("times", "then", "message"):
             if key in answer:
                 add(f"'{key}' only goes with 'error'", key, key=True)
+    elif "usage" in answer:
+        add("an error counts no usage: put 'usage' on the answer under 'then'", "usage", key=True)
     elif not isinstance(answer["error"], str) or _error_name(answer["error"]) not in errors:
         wrote = str(answer["error"])
         names = [f"litellm.{n}" for n in errors] if wrote.startswith("litellm.") else list(errors)

@@ -119,6 +119,7 @@ def test_a_replay_file_that_is_not_utf8_is_a_usage_error_naming_the_file_and_lin
                                                                      "must be a mapping"),
     ("extract:\n  - reasoning: only this\n", "step 'extract', answer 1: says nothing"),
     ("extract:\n  - {text: a, output: b}\n", "step 'extract', answer 1: give only one of"),
+    ("extract:\n  - {error: RateLimitError, usage: {input_tokens: 1}}\n", "an error counts no usage"),
     ("", "is empty; it must map step ids to lists of answers"),
     ("- a\n- b\n", "must map step ids to lists of answers"),
 ])
