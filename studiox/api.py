@@ -204,14 +204,10 @@ def list_runs(store: Store | None, *, status: str | None = None, mission: str | 
 
 
 def usage(state: RunState) -> dict:
-    """Model usage of a run: calls, tokens, cost (replayed and cached turns cost nothing)."""
-    calls = state.model_calls
-    return {"model_calls": len(calls),
-            "input_tokens": sum(e.get("input_tokens") or 0 for e in calls),
-            "output_tokens": sum(e.get("output_tokens") or 0 for e in calls),
-            "cost_usd": round(sum(e.get("cost_usd") or 0 for e in calls), 6),
-            "cached": sum(1 for e in calls if e.get("cached")),
-            "replayed": sum(1 for e in calls if e.get("replayed"))}
+    """What a run's model calls used (see ``state.journal.usage_of``)."""
+    from .state.journal import usage_of
+
+    return usage_of(state.model_calls)
 
 
 def run_status(store: Store, run_id: str) -> tuple[RunState, dict]:

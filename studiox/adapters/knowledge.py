@@ -4,6 +4,10 @@ A source is a folder (or one file) of text documents. Documents are cut into pas
 lines (joined up to about 800 characters) and ranked with BM25, the classic lexical ranking:
 no model, no network, the same answer every time, which a durable engine needs. Each passage
 carries a citation (``source:file#passage``) that the Observations rail and the verdict can show.
+
+The knowledge door is a border: a document that cannot be read or is not UTF-8 text, a missing
+folder, an unusable glob, or anything else that goes wrong below it is a step error of kind
+"knowledge" that names the source and the file. No document is silently left out of a search.
 """
 
 from __future__ import annotations
@@ -75,20 +79,24 @@ class Index:
 
     @classmethod
     def build(cls, name: str, spec: dict, base_dir: Path) -> Index:
+        """Index every document of a source: one file, or the files of a folder (text suffixes, or its glob)."""
         root = (base_dir / spec["path"]).resolve()
         if not root.exists():
             raise StepError("knowledge", f"the knowledge source '{name}' points to {root}, which does not exist")
-        files = [root] if root.is_file() else sorted(p for p in root.glob(spec.get("glob", "**/*")) if p.is_file())
+        if root.is_file():
+            files = [root]  # named on purpose: read whatever its suffix
+        else:
+            pattern = spec.get("glob")
+            try:
+                found = sorted(p for p in root.glob("**/*" if pattern is None else pattern) if p.is_file())
+            except (ValueError, NotImplementedError) as e:  # an empty or absolute pattern
+                raise StepError("knowledge", f"the knowledge source '{name}' cannot use the glob '{pattern}': {e}; "
+                                "give a pattern relative to its folder, such as '**/*.md'") from None
+            files = found if pattern is not None else [p for p in found if p.suffix.lower() in TEXT_SUFFIXES]
         passages: list[Passage] = []
         for path in files:
-            if "glob" not in spec and path.suffix.lower() not in TEXT_SUFFIXES:
-                continue
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue  # not a text document
             relative = path.name if root.is_file() else str(path.relative_to(root))
-            passages += passages_of(name, relative, text)
+            passages += passages_of(name, relative, _read(name, relative, path))
         return cls(passages)
 
     def search(self, query: str, top: int) -> list[tuple[Passage, float]]:
@@ -105,6 +113,22 @@ class Index:
         return scored[:top]
 
 
+def _read(source: str, relative: str, path: Path) -> str:
+    """A document's text; one that cannot be read or is not UTF-8 is the step's error, named."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise StepError("knowledge", f"the knowledge source '{source}' cannot read {relative}: "
+                        f"{e.strerror or e}") from None
+    try:
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise StepError("knowledge", f"the knowledge source '{source}' cannot use {relative}: it is not UTF-8 text "
+                        f"(byte 0x{raw[e.start]:02x} on line {line}); save it as UTF-8, or choose the documents "
+                        "with a glob that leaves it out") from None
+
+
 class Knowledge:
     """The knowledge door: one index per source, built on first use in a run."""
 
@@ -114,7 +138,20 @@ class Knowledge:
         self.indexes: dict[str, Index] = {}
 
     async def search(self, source: str, query: str, top: int) -> list[dict]:
-        if source not in self.indexes:
-            self.indexes[source] = Index.build(source, self.sources[source], self.base_dir)
+        """The passages of a source that best answer a query; every failure is a StepError."""
+        if source not in self.sources:
+            raise StepError("knowledge", f"there is no knowledge source '{source}'")
+        try:
+            if source not in self.indexes:
+                self.indexes[source] = Index.build(source, self.sources[source], self.base_dir)
+            hits = self.indexes[source].search(query, top)
+        except StepError:
+            raise
+        except OSError as e:  # the folder itself, or one below it, cannot be listed
+            raise StepError("knowledge", f"the knowledge source '{source}' cannot be read: {e.strerror or e}"
+                            f"{f' ({e.filename})' if e.filename else ''}") from None
+        except Exception as e:  # noqa: BLE001 - the border: nothing raised below it reaches the engine
+            raise StepError("knowledge", f"the knowledge source '{source}' could not be searched "
+                            f"({type(e).__name__}: {e})") from None
         return [{"citation": p.citation, "source": p.source, "file": p.file, "passage": p.number, "score": score,
-                 "text": p.text} for p, score in self.indexes[source].search(query, top)]
+                 "text": p.text} for p, score in hits]

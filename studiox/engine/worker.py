@@ -55,7 +55,11 @@ class WorkerDoors:
 
     async def model(self, call: ModelCall) -> dict:
         """One model turn: from the journal if it was already taken, else checked against the budget,
-        answered from the cache or by the model, and journaled."""
+        answered from the cache or by the model, and journaled.
+
+        A run with --replay never reads or writes the response cache, and a replayed reply is never
+        cached: the cache is what real runs read, and a scripted answer must not pass for a model's.
+        """
         index = self.turn
         self.turn += 1
         if index < len(self.journaled):
@@ -68,21 +72,25 @@ class WorkerDoors:
                     f"version that started it, {self.run.started_by})")
             return journaled["reply"]
         self.within_budget(("cost", "tokens"))
-        use_cache = bool(self.step.spec.get("cache") or self.run.options.get("cache"))
+        replaying = bool(self.run.options.get("replay"))
+        use_cache = not replaying and bool(self.step.spec.get("cache") or self.run.options.get("cache"))
         store = self.run.engine.store
-        hit = store.record(f"cache:{call.fingerprint()}") if use_cache else None
+        key = f"cache:{call.fingerprint()}"
+        hit = store.record(key) if use_cache else None
+        if hit is not None and hit.get("replayed") is not False:
+            hit = None  # written before replies said whether they were replayed: it may be a scripted answer
         cached = hit is not None
         if hit is not None:
             reply = hit
         else:
             reply = await self.run.ports.models.complete(call, address=self.address, step_id=self.step.id,
                                                          index=index)
-            if use_cache:
-                store.add_record(f"cache:{call.fingerprint()}", reply)
+            if use_cache and not reply.get("replayed"):
+                store.add_record(key, reply)
         event = self.run.journal.append(
             "model_call", step=self.address, attempt=self.attempt, index=index, request=call.fingerprint(),
-            reply=reply, cached=cached,
-            model=reply["model"], input_tokens=reply["input_tokens"], output_tokens=reply["output_tokens"],
+            reply=reply, cached=cached, replayed=bool(reply.get("replayed")), model=reply["model"],
+            input_tokens=reply["input_tokens"], output_tokens=reply["output_tokens"],
             cost_usd=0.0 if cached else reply["cost_usd"], latency_s=0.0 if cached else reply["latency_s"])
         self.run.state.model_calls.append(event)
         self.journaled.append(event)
@@ -167,7 +175,7 @@ class WorkerDoors:
         if scope == "step":
             made = [k for k in made if k.split("/call")[0].split("@")[0] == self.address]
         return {"cost": round(sum(e.get("cost_usd") or 0.0 for e in calls), 6),
-                "tokens": sum(e["input_tokens"] + e["output_tokens"] for e in calls),
+                "tokens": sum((e["input_tokens"] or 0) + (e["output_tokens"] or 0) for e in calls),
                 "tool_calls": len(made)}
 
     def extensions(self, scope: str, limit_name: str) -> float:

@@ -108,6 +108,19 @@ def run_status(last: dict | None, *, driven: bool, waiting: bool | None = None) 
     return "waiting" if waiting else "interrupted"
 
 
+def usage_of(calls: list[dict]) -> dict:
+    """What model calls used: replayed and cached calls are counted apart, and tokens and dollars
+    are summed only where known (null when no call has them: replayed turns invent none)."""
+
+    def known(key: str):
+        values = [e[key] for e in calls if e.get(key) is not None]
+        return round(sum(values), 6) if values else None
+
+    return {"model_calls": len(calls), "replayed": sum(1 for e in calls if e.get("replayed")),
+            "cached": sum(1 for e in calls if e.get("cached")), "input_tokens": known("input_tokens"),
+            "output_tokens": known("output_tokens"), "cost_usd": known("cost_usd")}
+
+
 def derive(run_id: str, events: list[dict]) -> RunState:
     """Fold a run's events into its state; an event that is not as studiox writes it is a StoreError."""
     state = RunState(run_id)

@@ -12,7 +12,7 @@ import time
 from rich.markup import escape
 from rich.table import Table
 
-from ..state.journal import RunState
+from ..state.journal import RunState, usage_of
 from ..units import human_size
 
 STATUS_STYLE = {
@@ -104,10 +104,7 @@ def live_line(event: dict) -> str | None:
     if kind == "action_finished" and not event.get("ok"):
         return f"    [dim]· action failed: {escape(clip((event.get('error') or {}).get('message', ''), ERROR_WIDTH))}[/]"
     if kind == "model_call":
-        cost = "" if event.get("cost_usd") is None else f" · ${event['cost_usd']:.6f}"
-        cached = " · [bold]cached[/]" if event.get("cached") else f" · {seconds(event.get('latency_s'))}"
-        return f"    [dim]· model {escape(str(event['model']))}: {event['input_tokens']}→{event['output_tokens']} " \
-               f"tokens{cost}{cached}[/]"
+        return f"    [dim]· model {escape(str(event['model']))}: {_model_usage(event)}[/]"
     if kind == "waiting":
         action = event["action"]
         return f"  [yellow]⏸[/] {step} needs a decision ({event['decision']}): {escape(action['target'])} " \
@@ -210,21 +207,39 @@ def tools_table(rows: list[dict]) -> Table:
     return table
 
 
+def _model_usage(event: dict) -> str:
+    """A model call's usage as the rail tells it; a replayed call has none unless its replay file scripts it."""
+    tokens = f"{event['input_tokens']}→{event['output_tokens']} tokens" \
+        if event.get("input_tokens") is not None or event.get("output_tokens") is not None else ""
+    cost = "" if event.get("cost_usd") is None else f"${event['cost_usd']:.6f}"
+    if event.get("replayed"):
+        scripted = " · ".join(filter(None, [tokens, cost]))
+        return "replayed" + (f" · scripted usage: {scripted}" if scripted else "")
+    timing = "[bold]cached[/]" if event.get("cached") else seconds(event.get("latency_s"))
+    return " · ".join(filter(None, [tokens, cost, timing]))
+
+
+
 def usage_table(state: RunState) -> Table | None:
-    """Model usage per step and for the whole run: calls, tokens, cost, time."""
+    """Model usage per step and for the whole run: calls (replayed and cached apart), tokens, cost, time."""
     if not state.model_calls:
         return None
-    table = Table("step", "model calls", "cached", "tokens in", "tokens out", "cost (USD)", "model time",
+    table = Table("step", "model calls", "replayed", "cached", "tokens in", "tokens out", "cost (USD)", "model time",
                   header_style="bold", title="model usage")
     rows: dict[str, list] = {}
     for e in state.model_calls:
         rows.setdefault(e["step"], []).append(e)
 
     def add(label: str, events: list, style: str = "") -> None:
-        costs = [e["cost_usd"] for e in events if e.get("cost_usd") is not None]
-        table.add_row(f"[{style}]{escape(label)}[/]" if style else escape(label), str(len(events)),
-                      str(sum(1 for e in events if e.get("cached"))), str(sum(e["input_tokens"] for e in events)),
-                      str(sum(e["output_tokens"] for e in events)), f"{sum(costs):.6f}" if costs else "—",
+        totals = usage_of(events)
+        missing = "replayed" if totals["replayed"] else "—"  # a replayed turn spends nothing, and says so
+
+        def cell(value, form: str = "{}") -> str:
+            return missing if value is None else form.format(value)
+
+        table.add_row(f"[{style}]{escape(label)}[/]" if style else escape(label), str(totals["model_calls"]),
+                      str(totals["replayed"]), str(totals["cached"]), cell(totals["input_tokens"]),
+                      cell(totals["output_tokens"]), cell(totals["cost_usd"], "{:.6f}"),
                       seconds(sum(e.get("latency_s") or 0 for e in events)))
 
     for step, events in rows.items():
