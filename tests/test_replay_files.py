@@ -85,7 +85,6 @@ def test_replayed_turns_are_labelled_and_carry_no_invented_tokens_or_dollars(stu
     assert "replayed" in total and "0.000000" not in total  # no dollars, no tokens: none were spent
 
     from studiox.state.journal import derive
-
     from studiox.state.store import Store
 
     store = Store.open(studiox.home, create=False)

@@ -7,11 +7,9 @@ import contextlib
 import hashlib
 import json
 import os
-import pwd
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -100,36 +98,30 @@ def test_a_home_below_a_regular_file_is_a_usage_error_that_names_the_file(sx, tm
 # ---------------------------------------------------------------------------- a read-only state folder
 
 
-def _nobody() -> pwd.struct_passwd | None:
-    """The unprivileged user to run as, when this process is root and that user can run this Python."""
+def _without_root_bypass() -> list[str]:
+    """A command prefix that runs a program as this user but without root's power to ignore file
+    permissions (no capabilities at all): root is then refused a folder without write permission,
+    like anyone else. Empty when the tests do not run as root."""
     if os.geteuid() != 0:
-        return None
-    try:
-        user = pwd.getpwnam("nobody")
-        probe = subprocess.run([sys.executable, "-c", "import studiox"], user=user.pw_uid, group=user.pw_gid,
-                               extra_groups=[], capture_output=True, cwd="/", timeout=60)
-    except (KeyError, OSError):  # no such user, or the interpreter lives where it may not go (/root/...)
-        return None
-    return user if probe.returncode == 0 else None
+        return []
+    return ["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--"]
 
 
 class ReadOnly:
     """Makes a state folder read-only for the commands run through it, for real.
 
-    ``permissions``: write permission removed, commands run as a user without root's bypass (the
-    test user itself, or 'nobody' when the tests run as root). ``immutable``: chattr +i, which
-    even root cannot write through.
+    ``permissions``: write permission removed, commands run without root's bypass (capabilities
+    dropped with setpriv when the tests run as root). ``immutable``: chattr +i, which even root
+    cannot write through.
     """
 
     def __init__(self, sx: Sx, method: str):
         self.sx, self.method = sx, method
-        self.user = _nobody() if method == "permissions" else None
+        self.prefix = _without_root_bypass() if method == "permissions" else []
 
     def available(self) -> str | None:
         if self.method == "permissions":
-            if os.geteuid() != 0 or self.user is not None:
-                return None
-            return "running as root, and 'nobody' cannot run this Python interpreter"
+            return None if not self.prefix or shutil.which("setpriv") else "setpriv (util-linux) is not installed"
         if os.geteuid() != 0 or not shutil.which("chattr"):
             return "chattr +i needs root"
         probe = self.sx.tmp / "chattr-probe"
@@ -151,11 +143,8 @@ class ReadOnly:
             subprocess.run(["chattr", "-R", "-i", self.sx.home], check=False)
 
     def __call__(self, *args) -> subprocess.CompletedProcess:
-        extra = {}
-        if self.user is not None:
-            extra = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
-        return subprocess.run(self.sx.argv(*args), capture_output=True, text=True, timeout=60, cwd="/",
-                              env=self.sx.env(HOME="/tmp"), stdin=subprocess.DEVNULL, **extra)
+        return subprocess.run([*self.prefix, *self.sx.argv(*args)], capture_output=True, text=True, timeout=60,
+                              cwd="/", env=self.sx.env(HOME="/tmp"), stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture(params=["permissions", "immutable"])
