@@ -49,17 +49,17 @@ async def act_once(run: RunView, step: Step, address: str, action: Action, call:
             if resolution["resolution"] == "happened":
                 return settle(run, address, previous, resolution)["result"]
     digest = action.digest()
-    run.state.actions[address] = run.journal.append(
-        "action_started", step=address, key=key, action=action.as_dict())
+    run.state.note_action(run.journal.append(
+        "action_started", step=address, key=key, action=action.as_dict()))
     try:
         result = await call()
     except StepError as e:
         if not e.outcome_unknown:  # the tool said it failed, or was never called: not in doubt
-            run.state.actions[address] = run.journal.append(
-                "action_finished", step=address, key=key, digest=digest, ok=False, error=e.as_dict())
+            run.state.note_action(run.journal.append(
+                "action_finished", step=address, key=key, digest=digest, ok=False, error=e.as_dict()))
         raise
-    run.state.actions[address] = run.journal.append(
-        "action_finished", step=address, key=key, digest=digest, ok=True, result=result)
+    run.state.note_action(run.journal.append(
+        "action_finished", step=address, key=key, digest=digest, ok=True, result=result))
     return result
 
 
@@ -72,7 +72,7 @@ def settle(run: RunView, address: str, started: dict, resolution: dict) -> dict:
     else:
         event = run.journal.append("action_finished", ok=False, error={
             "kind": "not_happened", "message": f"{resolution['by']} said the cut-off call did not happen"}, **common)
-    run.state.actions[address] = event
+    run.state.note_action(event)
     return event
 
 

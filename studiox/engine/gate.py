@@ -93,7 +93,7 @@ class Gate:
             if decision.outcome is None:
                 waiting = run.journal.append("waiting", step=slot, decision=decision.id, in_doubt=bool(in_doubt),
                                              action=action.as_dict(), explain=decision.request["explain"])
-                run.state.waiting_by_step[slot] = waiting
+                run.state.waiting_by_step[slot] = run.state.waiting = waiting
         if decision.outcome is None and decision.expired_now:
             decision = queue.decide(decision.id, EXPIRED, by="studiox", note="no decision before its time limit")
         if decision.outcome is None and run.engine.prompt is not None:

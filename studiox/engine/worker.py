@@ -131,8 +131,9 @@ class WorkerDoors:
             except Rejected as r:
                 why = r.applied.get("note") or "no reason given"
                 emit(f"{target} was {r.applied['status']} by {r.applied['by']}: the model is told so")
-                run.journal.append("action_finished", step=address, key=key, ok=False,
-                                   error={"kind": "rejected", "message": f"a person rejected this call: {why}"})
+                run.state.note_action(run.journal.append(
+                    "action_finished", step=address, key=key, ok=False,
+                    error={"kind": "rejected", "message": f"a person rejected this call: {why}"}))
                 return {"rejected": True, "reason": why}
         emit(f"calling {target}", arguments=action.arguments)
 

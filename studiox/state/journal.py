@@ -74,6 +74,14 @@ class RunState:
     model_calls: list[dict] = field(default_factory=list)  # every model_call event, in order
     resumed: int = 0
 
+    def note_action(self, event: dict) -> dict:
+        """Take in an action_started/action_finished event (as derive does, and as a drive appends them)."""
+        key = event.get("key") or (self.actions.get(event["step"]) or {}).get("key")
+        self.actions[event["step"]] = event
+        if key:
+            self.action_keys[key] = event
+        return event
+
     @property
     def mission_name(self) -> str:
         return (self.started or {}).get("mission", "?")
@@ -156,10 +164,7 @@ def _fold(state: RunState, ev: dict) -> None:
     elif kind == "observation":
         state.observations.append(ev)
     elif kind in ("action_started", "action_finished"):
-        key = ev.get("key") or (state.actions.get(ev["step"]) or {}).get("key")
-        state.actions[ev["step"]] = ev
-        if key:
-            state.action_keys[key] = ev
+        state.note_action(ev)
     elif kind == "model_call":
         state.model_calls.append(ev)
     elif kind == "run_resumed":
