@@ -1,23 +1,27 @@
 """Step executors: one module per kind, one entry point each.
 
-An executor is ``async def execute(step, ctx) -> output``. It reads the run only through the
-:class:`StepContext` it is given, reports what it saw through ``ctx.emit``, and either returns
-the step's output (plain JSON data), raises :class:`StepError`, or raises :class:`Wait` to ask
-for a decision. It never touches the store: durability, retries, time limits and the approval
-gate are the engine's, done once for every kind.
+An :class:`Executor` is ``async def execute(step, ctx) -> output``. It reads the run only
+through the :class:`StepContext` it is given, reports what it saw through ``ctx.emit``, and
+either returns the step's output (plain JSON data) or raises :class:`StepError`. A kind that
+acts on the outside world also has a :class:`Proposer`, which says what it is about to do so
+that the engine's gate can ask first. Neither touches the store: durability, retries, time
+limits and the gate are the engine's, done once for every kind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import expressions
 from ..errors import StepError
 from ..mission import Mission, Step
 
-__all__ = ["StepContext", "StepError", "executor_for", "proposer_for"]
+if TYPE_CHECKING:
+    from ..governance import Action
+
+__all__ = ["Executor", "Proposer", "StepContext", "StepError", "executor_for", "proposer_for"]
 
 
 
@@ -52,22 +56,31 @@ class StepContext:
         return f"{self.run_id}/{self.address}"
 
 
-def proposer_for(kind: str):
-    """The ``propose`` function of a step kind that acts on the outside world, else None.
+class Executor(Protocol):
+    """How a step kind does its work: the step's output, or a StepError."""
 
-    ``async def propose(step, ctx) -> Action`` says what the step is about to do, so the
-    engine's gate can ask for a decision before anything happens.
-    """
+    async def __call__(self, step: Step, ctx: StepContext) -> Any: ...
+
+
+class Proposer(Protocol):
+    """What a step kind is about to do to the outside world (the action the gate decides on)."""
+
+    async def __call__(self, step: Step, ctx: StepContext) -> Action: ...
+
+
+def proposer_for(kind: str) -> Proposer | None:
+    """The proposer of a step kind that acts on the outside world, else None."""
     from . import tool
 
-    return {"tool": tool.propose}.get(kind)
+    proposers: dict[str, Proposer] = {"tool": tool.propose}
+    return proposers.get(kind)
 
 
-def executor_for(kind: str):
-    """The ``execute`` function of a step kind."""
+def executor_for(kind: str) -> Executor:
+    """The executor of a step kind."""
     from . import branch, control, retrieve, set_, tool, worker
 
-    table = {
+    executors: dict[str, Executor] = {
         "set": set_.execute,
         "branch": branch.execute,
         "fail": control.execute_fail,
@@ -76,4 +89,4 @@ def executor_for(kind: str):
         "worker": worker.execute,
         "retrieve": retrieve.execute,
     }
-    return table[kind]
+    return executors[kind]

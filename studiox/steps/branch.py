@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
 
-async def execute(step, ctx):
+from ..mission import Step
+from . import StepContext
+
+
+async def execute(step: Step, ctx: StepContext) -> Any:
     for index, case in enumerate(step.spec["cases"]):
         if ctx.render(case["when"]):
             ctx.emit(f"case {index + 1} holds: going to '{case['goto']}'", condition=case["when"])

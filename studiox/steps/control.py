@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from ..errors import StepError
+from ..mission import Step
+from . import StepContext
 
 
-async def execute_fail(step, ctx):
+async def execute_fail(step: Step, ctx: StepContext) -> Any:
     message = ctx.render(step.spec)
     ctx.emit(f"the mission fails: {message}")
     return {"message": message if isinstance(message, str) else str(message)}
 
 
-async def execute_finish(step, ctx):
+async def execute_finish(step: Step, ctx: StepContext) -> Any:
     spec = {"verdict": step.spec} if isinstance(step.spec, str) else step.spec
     verdict, note = ctx.render(spec["verdict"]), ctx.render(spec.get("note"))
     if note is not None and not isinstance(note, str):

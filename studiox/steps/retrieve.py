@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import StepError
+from ..mission import Step
+from . import StepContext
 
 
-async def execute(step, ctx):
+async def execute(step: Step, ctx: StepContext) -> Any:
     spec = step.spec
     query = ctx.render(spec["query"])
     if not isinstance(query, str) or not query.strip():

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
 
-async def execute(step, ctx):
+from ..mission import Step
+from . import StepContext
+
+
+async def execute(step: Step, ctx: StepContext) -> Any:
     return {name: ctx.render(expr) for name, expr in step.spec.items()}

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..governance import Action
+from ..mission import Step
+from . import StepContext
 
 
-async def propose(step, ctx) -> Action:
+async def propose(step: Step, ctx: StepContext) -> Action:
     """The call about to be made, with what the integration says of the tool."""
     integration, tool = step.spec.split(".", 1)
     arguments = ctx.render(step.arguments or {})
@@ -17,7 +21,7 @@ async def propose(step, ctx) -> Action:
                   input_schema=info.get("input_schema"), idempotent=bool(info.get("idempotent")))
 
 
-async def execute(step, ctx):
+async def execute(step: Step, ctx: StepContext) -> Any:
     action = ctx.action or await propose(step, ctx)
     integration, tool = action.target.split(".", 1)
     ctx.emit(f"calling {action.target}", arguments=action.arguments)

@@ -11,9 +11,12 @@ decision, and a rejection is told to the model as the tool's answer. Each model 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from ..adapters.models import ModelCall, function_name
 from ..errors import StepError
+from ..mission import Step
+from . import StepContext
 
 MAX_REPAIRS = 2
 DEFAULT_MAX_TURNS = 10
@@ -30,14 +33,16 @@ def answer_schema(output: dict | None) -> dict:
     }
 
 
-async def execute(step, ctx):
+async def execute(step: Step, ctx: StepContext) -> Any:
     spec = step.spec
+    # the engine opens these doors for every worker step
+    assert ctx.model is not None and ctx.act is not None and ctx.resolve_model is not None
     model, settings = ctx.resolve_model(spec.get("model"))
     settings = {**settings, **{k: spec[k] for k in ("temperature", "max_tokens") if k in spec}}
     schema = answer_schema(spec.get("output"))
     tools, names = await _tools(spec.get("tools") or [], ctx)
     rendered = ctx.render(spec.get("input"))
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": (
             f"{spec['instructions'].strip()}\n\nAnswer with one JSON object only, of this JSON Schema:\n"
             f"{json.dumps(schema)}\nPut a short explanation of your conclusion in 'reasoning' and the answer "
@@ -61,7 +66,7 @@ async def execute(step, ctx):
                 messages.append({"role": "tool", "tool_call_id": call["id"], "content": json.dumps(result)})
             continue
         answer, problems = _parse(reply["content"], schema)
-        if not problems:
+        if answer is not None and not problems:
             ctx.emit(f"reasoning: {answer['reasoning']}", reasoning=answer["reasoning"])
             return answer["output"]
         if repairs >= MAX_REPAIRS:

@@ -1,0 +1,104 @@
+"""What scripts get from the CLI: --json outcomes with ISO 8601 times, -h, the crash log."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+
+import pytest
+from conftest import TESTS, write_mission
+
+from studiox import __version__, api
+from studiox.cli import main
+
+PAYMENT = TESTS / "missions" / "payment.yaml"
+
+
+def _iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)  # raises unless it is ISO 8601
+
+
+def test_run_json_is_one_object_with_the_outcome_and_no_rail(sx):
+    done = sx("run", PAYMENT, "--input", "amount=40", "--json")
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout)  # the whole of stdout is one JSON document
+    assert outcome["status"] == "succeeded" and outcome["verdict"] == "Paid" and outcome["exit_code"] == 0
+    _iso(outcome["at"])
+    parked = sx("run", PAYMENT, "--json")
+    assert parked.returncode == 3
+    waiting = json.loads(parked.stdout)
+    assert waiting["status"] == "waiting" and waiting["exit_code"] == 3
+    assert waiting["waiting"]["action"]["target"] == "fx.pay" and waiting["waiting"]["decision"]
+
+
+def test_approve_resume_and_reject_json_say_what_was_decided_and_how_the_run_ended(sx):
+    first = json.loads(sx("run", PAYMENT, "--json").stdout)
+    approved = sx("approve", first["waiting"]["decision"], "--note", "ok", "--resume", "--json")
+    assert approved.returncode == 0, approved.stderr
+    outcome = json.loads(approved.stdout)
+    assert outcome["status"] == "succeeded" and outcome["verdict"] == "Paid"
+    second = json.loads(sx("run", PAYMENT, "--json").stdout)
+    rejected = sx("reject", second["waiting"]["decision"], "--reason", "duplicate", "--json")
+    assert rejected.returncode == 0, rejected.stderr
+    decided = json.loads(rejected.stdout)
+    assert decided["changed"] and decided["decision"]["status"] == "rejected"
+    assert decided["decision"]["outcome"]["note"] == "duplicate"
+    _iso(decided["decision"]["outcome"]["at"])
+    _iso(decided["decision"]["requested_at"])
+    resumed = sx("resume", second["run"], "--json")
+    assert resumed.returncode == 0 and json.loads(resumed.stdout)["verdict"] == "Rejected"
+
+
+def test_cancel_json_and_runs_json_carry_iso_times(sx):
+    parked = json.loads(sx("run", PAYMENT, "--json").stdout)
+    cancelled = sx("cancel", parked["run"], "--reason", "wrong supplier", "--json")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert json.loads(cancelled.stdout) == {"run": parked["run"], "status": "cancelled", "reason": "wrong supplier"}
+    (row,) = json.loads(sx("runs", "--json").stdout)
+    assert row["status"] == "cancelled"
+    _iso(row["started"])
+    _iso(sx.state(parked["run"])["started"])
+
+
+def test_approving_a_run_another_process_drives_records_it_and_exits_0(sx, tmp_path):
+    parked = json.loads(sx("run", PAYMENT, "--json").stdout)
+    from studiox.state.locks import RunLock
+
+    with RunLock(sx.home, parked["run"]):  # another process drives the run
+        approved = sx("approve", parked["waiting"]["decision"], "--resume")
+    assert approved.returncode == 0, approved.stderr
+    assert "another process, which will apply this decision" in approved.stdout
+    assert json.loads(sx("decision", "show", parked["waiting"]["decision"], "--json").stdout)["status"] == "approved"
+
+
+@pytest.mark.parametrize("argv", [["-h"], ["run", "-h"], ["decision", "show", "-h"]])
+def test_h_is_help(argv, capsys):
+    assert main(argv) == 0
+    assert "Usage:" in capsys.readouterr().out
+
+
+def test_a_crash_is_exit_70_with_the_traceback_and_version_in_the_crash_log(tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    monkeypatch.setenv("STUDIOX_HOME", str(home))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in studiox")
+
+    monkeypatch.setattr(api, "list_runs", broken)
+    assert main(["runs"]) == 70
+    err = capsys.readouterr().err
+    log = home / "logs" / "crash.log"
+    assert "internal error (a bug): RuntimeError: a bug in studiox" in err and str(log) in err
+    assert "Traceback" not in err
+    text = log.read_text()
+    assert f"studiox {__version__}" in text and "RuntimeError: a bug in studiox" in text
+    assert re.search(r"Traceback \(most recent call last\)", text)
+
+
+def test_home_below_a_regular_file_is_a_usage_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    mission = write_mission(tmp_path / "m.yaml", "mission: t\nsteps:\n  - {id: a, set: {x: 1}}\n")
+    assert main(["run", str(mission), "--home", str(blocker / "home")]) == 2
+    assert str(blocker) in capsys.readouterr().err
