@@ -246,3 +246,4 @@ def test_data_that_looks_like_markup_never_breaks_the_printout(sx, tmp_path):
     assert "ACME [/] GmbH [bold]" in result.stdout
     decided = sx("decisions", "--json")
     assert json.loads(decided.stdout)[0]["action"]["arguments"]["to"] == "ACME [/] GmbH [bold]"
+

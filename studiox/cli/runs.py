@@ -108,6 +108,14 @@ def drive(store, run_id: str, *, resume: bool, retry_failed: bool = False, ask: 
     raise typer.Exit(code)
 
 
+def _find(home: Path | None, text: str):
+    """The store and the run a person named (the whole id or its start)."""
+    store = api.open_store(remember_home(home))
+    run_id = api.resolve_run(store, text)
+    assert store is not None  # resolve_run found the run in it
+    return store, run_id
+
+
 @app.command()
 def run(
     mission_file: Annotated[Path, typer.Argument(metavar="MISSION.yaml", help="The mission to run.")],
@@ -150,8 +158,7 @@ def resume(
     as_json: Json = False,
 ) -> None:
     """Continue a paused or interrupted run from its first unfinished step."""
-    store = api.open_store(remember_home(home))
-    run_id = api.resolve_run(store, run_id)
+    store, run_id = _find(home, run_id)
     drive(store, run_id, resume=True, retry_failed=retry_failed, ask=interactive(no_input, as_json),
           as_json=as_json)
 
@@ -164,9 +171,7 @@ def cancel(
     as_json: Json = False,
 ) -> None:
     """Cancel a run for good: a cancelled run never resumes."""
-    store = api.open_store(remember_home(home))
-    run_id = api.resolve_run(store, run_id)
-    assert store is not None  # resolve_run found the run in it
+    store, run_id = _find(home, run_id)
     result = api.cancel(store, run_id, reason)
     if as_json:
         print_json({"run": run_id, "status": "cancelled" if result == "cancelled" else "cancel_requested",
@@ -207,9 +212,7 @@ def status(
     """Show one run: its status, verdict and each step so far."""
     from ..ui.rail import STATUS_STYLE, finished_line, seconds, steps_table, usage_table, when
 
-    store = api.open_store(remember_home(home))
-    run_id = api.resolve_run(store, run_id)
-    assert store is not None  # resolve_run found the run in it
+    store, run_id = _find(home, run_id)
     state, data = api.run_status(store, run_id)
     if as_json:
         print_json(data)
@@ -243,9 +246,7 @@ def log(
     """The run's Observations rail, from the start: every step, observation, decision and outcome."""
     from ..ui.rail import rail_lines
 
-    store = api.open_store(remember_home(home))
-    run_id = api.resolve_run(store, run_id)
-    assert store is not None  # resolve_run found the run in it
+    store, run_id = _find(home, run_id)
     events = store.events(run_id)
     if as_json:
         for event in events:
