@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DecisionError, MissionInvalid, Problem, RunNotFound
+from .errors import DecisionError, MissionInvalid, Problem, RunNotFound, suggest
 
 if TYPE_CHECKING:
     from .engine import Engine, Outcome
@@ -105,6 +105,12 @@ async def tools(mission: Mission) -> list[dict]:
             except StepError as e:
                 rows.append({"integration": integration, "tool": None, "error": e.message})
                 continue
+            for target, steps in sorted(used.items()):
+                name = target.split(".", 1)[1]
+                if target.startswith(integration + ".") and name not in listing:
+                    rows.append({"integration": integration, "tool": name, "missing": True, "used_by": [s.id for s in steps],
+                                 "error": f"step {', '.join(s.id for s in steps)} calls {target}, but the server has "
+                                          f"no tool '{name}'{suggest(name, listing)}"})
             for name in sorted(listing):
                 info = await door.describe(integration, name)
                 steps = used.get(f"{integration}.{name}", [])

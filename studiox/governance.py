@@ -43,6 +43,24 @@ class Action:
         canonical = json.dumps([self.kind, self.target, self.arguments], sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
+    def misfit(self) -> str | None:
+        """Why these arguments can never fit the tool's input schema, or None when they fit (or no schema is known).
+
+        Checked before anyone is asked: a call that cannot succeed is not a decision to make."""
+        if not self.input_schema or self.kind != "tool":
+            return None
+        import jsonschema
+
+        try:
+            errors = sorted(jsonschema.Draft202012Validator(self.input_schema).iter_errors(self.arguments),
+                            key=lambda e: list(e.path))
+        except Exception:  # noqa: BLE001 - a broken schema from the server is the tool call's own error, later
+            return None
+        if not errors:
+            return None
+        problems = "; ".join(f"{'.'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}" for e in errors[:5])
+        return f"the arguments for {self.target} do not fit the tool: {problems}"
+
     def with_arguments(self, arguments: dict) -> Action:
         return replace(self, arguments=arguments)
 

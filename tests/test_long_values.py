@@ -62,3 +62,11 @@ def test_every_long_text_on_the_rail_is_shortened(event):
 
     line = live_line({"seq": 1, "at": 0.0, **event})
     assert line is not None and len(line) < 1000 and "5.0 MB" in line
+
+
+def test_a_rejected_step_is_never_shown_with_a_tick():
+    from studiox.ui.rail import live_line
+
+    line = live_line({"type": "step_finished", "step": "pay", "status": "rejected", "output": None,
+                      "error": {"kind": "rejected", "message": "pay was rejected by cfo: duplicate"}})
+    assert line is not None and "✓" not in line and "rejected by cfo: duplicate" in line

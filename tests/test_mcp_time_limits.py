@@ -6,6 +6,7 @@ changes state and then waits $RECORD_DELAY seconds.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -80,4 +81,25 @@ def test_a_cut_off_state_changing_call_has_an_unknown_outcome(tmp_path):
     spec = server_spec(tmp_path, marker, call_timeout="500ms", env={"RECORD_DELAY": "30"})
     error = call_once(tmp_path, spec, "record", {"label": "x"})
     assert isinstance(error, StepError) and error.kind == "timeout" and error.outcome_unknown
+    assert_no_orphans(marker)
+
+
+def test_a_step_timeout_on_an_integration_already_used_fails_that_step_cleanly_and_on_time(studiox, tmp_path):
+    path, marker = mission(tmp_path, (
+        "  - {id: warm, tool: srv.echo, arguments: {text: hello}}\n"
+        "  - {id: slow, tool: srv.hang, arguments: {seconds: 60}, timeout: 1s, on_error: continue}\n"
+        "  - {id: after, tool: srv.echo, arguments: {text: still here}}\n"
+        "verdict: {choices: [Done], value: Done, note: '${{ steps.slow.status }} then ${{ steps.after.output.echo }}'}\n"))
+    started = time.time()
+    result = studiox("run", path, timeout=40)
+    took = time.time() - started
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == "verdict: Done — failed then still here"
+    assert "the step took longer than its time limit of 1s" in result.stdout
+    assert_clean(result)
+    log = studiox("log", result.stdout.split()[1], "--json").stdout
+    assert "run_interrupted" not in log and "interrupted (Ctrl-C)" not in log  # the journal tells the truth
+    slow = [e for e in map(json.loads, log.splitlines()) if e.get("step") == "slow" and e["type"].startswith("step_")]
+    assert slow[-1]["at"] - slow[0]["at"] < 2.5  # the 1 s limit is not stretched by a server slow to close
+    assert took < 20
     assert_no_orphans(marker)

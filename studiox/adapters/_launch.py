@@ -1,6 +1,6 @@
 """Start an integration's server so that it cannot outlive studiox, and say how it ended.
 
-    python _launch.py PARENT_PID COMMAND [ARGS...]
+    python _launch.py PARENT_PID [--pidfile FILE] COMMAND [ARGS...]
 
 The launcher forks: the server runs in the child while the launcher waits for it. On Linux
 each is asked to receive SIGKILL when its parent dies (PR_SET_PDEATHSIG, kept across exec), so
@@ -38,6 +38,10 @@ def main() -> None:
     parent, command = int(sys.argv[1]), sys.argv[2:]
     _die_with(parent)
     launcher = os.getpid()
+    if command[:1] == ["--pidfile"]:  # where studiox looks to kill a server busy with a call it abandoned
+        with open(command[1], "w") as f:
+            f.write(str(launcher))
+        command = command[2:]
     child = os.fork()
     if child == 0:
         _die_with(launcher)

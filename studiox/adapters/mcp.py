@@ -61,6 +61,7 @@ class MCPTools:
         self._logs: list = []
         self._errlogs: dict[str, _ErrLog] = {}
         self._http_answers: dict[str, str] = {}  # integration → the last HTTP error status its server answered
+        self._pidfiles: dict[str, Path] = {}  # integration → where its launcher wrote its process id
         _quiet_sdk_logging(log_dir)
 
     # ------------------------------------------------------------------ the door
@@ -90,13 +91,13 @@ class MCPTools:
                 result = await session.client.call_tool(tool, arguments, meta={IDEMPOTENCY_META_KEY: key})
         except BaseException as e:
             if clock.expired() and not _cancelled_from_outside():
-                await self._drop(integration)  # the server may still be busy with it: start afresh next time
+                await self._drop(integration, kill=True)  # the server may still be busy with it: start afresh
                 raise StepError("timeout", f"{integration}.{tool} did not answer within its time limit of "
                                 f"{limit:g}s ({which}); the call was abandoned"
                                 + ("; it may or may not have taken effect" if changes_state else ""),
                                 outcome_unknown=changes_state) from None
             if isinstance(e, asyncio.CancelledError):
-                await self._drop(integration)  # a call cut off by the step's time limit leaves the session unusable
+                await self._drop(integration, kill=True)  # cut off by the step's time limit: the session is unusable
                 raise
             if not isinstance(e, Exception):
                 raise
@@ -109,7 +110,7 @@ class MCPTools:
         return session.tools
 
     async def close(self) -> None:
-        for name in list(self.sessions):
+        for name in {*self.sessions, *self._pidfiles}:  # a server that failed to start left its pid file
             await self._drop(name)
         for log in self._logs:
             log.close()
@@ -252,7 +253,8 @@ class MCPTools:
         env = {name: self._value(integration, name, v) for name, v in (spec.get("env") or {}).items()}
         cwd = (self.base_dir / spec["cwd"]) if spec.get("cwd") else self.base_dir
         # started through a launcher that ties the server's life to this process (see _launch.py)
-        launcher = [str(Path(__file__).with_name("_launch.py")), str(os.getpid()), command]
+        pidfile = self._pidfile(integration)
+        launcher = [str(Path(__file__).with_name("_launch.py")), str(os.getpid()), "--pidfile", str(pidfile), command]
         params = StdioServerParameters(command=sys.executable, args=[*launcher, *spec.get("args", [])],
                                        env=env or None, cwd=cwd)
         from mcp.client.stdio import stdio_client
@@ -290,10 +292,27 @@ class MCPTools:
         return (f"; the server's own messages are in {self.log_dir / (integration + '.log')}, the client's in "
                 f"{client_log}")
 
-    async def _drop(self, integration: str) -> None:
+    def _pidfile(self, integration: str) -> Path:
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="studiox-launch-"))
+        self._pidfiles[integration] = folder / "pid"
+        return folder / "pid"
+
+    async def _drop(self, integration: str, *, kill: bool = False) -> None:
+        """Close an integration's session. ``kill``: a call was cut off and the server may be busy with
+        it, so its launcher (and with it the server) is killed first: closing then takes no grace period,
+        and a step's time limit is not stretched by a slow server."""
         session = self.sessions.pop(integration, None)
+        pidfile = self._pidfiles.pop(integration, None)
+        if kill and pidfile is not None:
+            _kill_launcher(pidfile)
         if session is not None:
             await _quietly_close(session.stack)
+        if pidfile is not None:
+            import shutil
+
+            shutil.rmtree(pidfile.parent, ignore_errors=True)
 
 
 _OUTPUT_MISMATCH = "Invalid structured content returned by tool"  # the SDK's words (mcp/client/session.py)
@@ -359,6 +378,17 @@ def _quiet_sdk_logging(log_dir: Path | None) -> None:
         return
     log_dir.mkdir(parents=True, exist_ok=True)
     logger.addHandler(logging.FileHandler(log_dir / "mcp-client.log", delay=True, encoding="utf-8"))
+
+
+def _kill_launcher(pidfile: Path) -> None:
+    """SIGKILL the launcher whose id is in ``pidfile``; the server, its child, dies with it (PDEATHSIG)."""
+    import signal
+
+    try:
+        pid = int(pidfile.read_text())
+        os.kill(pid, signal.SIGKILL)
+    except (OSError, ValueError):  # gone already, or it never wrote its id
+        pass
 
 
 async def _quietly_close(stack: AsyncExitStack) -> None:

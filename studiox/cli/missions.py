@@ -49,7 +49,9 @@ def tools(
     mission_file: Annotated[Path, typer.Argument(metavar="MISSION.yaml", help="The mission whose tools to list.")],
     as_json: AsJson = False,
 ) -> None:
-    """Start each integration of a mission and list its tools, their annotations, and what studiox will do."""
+    """Start each integration of a mission and list its tools, their annotations, and what studiox will do.
+
+    Exit 2 when a step calls a tool its server does not have; 1 when an integration cannot start."""
     import asyncio
 
     from ..ui.rail import tools_table
@@ -59,6 +61,8 @@ def tools(
         print_json(rows)
     else:
         out.print(tools_table(rows))
+    if any(r.get("missing") for r in rows):
+        raise typer.Exit(EXIT_USAGE)  # the mission names a tool that is not there: fix the mission
     if any(r.get("error") for r in rows):
         raise typer.Exit(EXIT_FAILED)
 

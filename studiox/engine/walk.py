@@ -173,6 +173,8 @@ class Run:
             doors = WorkerDoors(self, step, address, attempt, data)
             ctx = replace(ctx, model=doors.model, act=doors.act, resolve_model=doors.resolve_model)
         action = await self.propose(step, ctx)
+        if action is not None and (misfit := action.misfit()) is not None:
+            raise StepError("invalid_arguments", misfit)  # never put to a person: it cannot succeed
         if action is not None and needs_decision(step, action):
             action = self.gate.check(step, address, action, data)
         elif action is not None and action.read_only_why:

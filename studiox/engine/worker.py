@@ -124,6 +124,9 @@ class WorkerDoors:
         info = await run.ports.tools.describe(integration, tool) or {}
         action = Action("tool", target, arguments, read_only=bool(info.get("read_only")),
                         input_schema=info.get("input_schema"), idempotent=bool(info.get("idempotent")))
+        if (misfit := action.misfit()) is not None:
+            emit(f"{target} was not called: {misfit}; the model is told so")
+            return {"error": misfit}
         self.within_budget(("tool_calls",))
         if needs_decision(_no_required(self.step), action):
             try:

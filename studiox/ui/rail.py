@@ -87,6 +87,10 @@ def live_line(event: dict) -> str | None:
             error = event.get("error") or {}
             goto = f", going to '{event['goto']}'" if event.get("goto") else ", going on"
             return f"  [red]✗[/] {step} failed: {escape(clip(error.get('message', ''), ERROR_WIDTH))}{goto}"
+        if status == "rejected":  # a person said no: never shown as done
+            error = event.get("error") or {}
+            goto = f", going to '{event['goto']}'" if event.get("goto") else ""
+            return f"  [magenta]⊘[/] {step} rejected: {escape(clip(error.get('message', '')))}{goto}"
         output = event.get("output")
         shown = f" → {escape(short(output))}" if output not in (None, {}, []) else ""
         return f"  [green]✓[/] {step} [dim]{seconds(event.get('duration'))}[/]{shown}"
@@ -199,7 +203,8 @@ def tools_table(rows: list[dict]) -> Table:
     table = Table("integration", "tool", "annotations", "used by", "what studiox does", header_style="bold")
     for r in rows:
         if r.get("error"):
-            table.add_row(escape(r["integration"]), "—", "", "", f"[red]{escape(clip(r['error'], ERROR_WIDTH))}[/]")
+            table.add_row(escape(r["integration"]), escape(r.get("tool") or "—"), "",
+                          escape(", ".join(r.get("used_by") or [])), f"[red]{escape(clip(r['error'], ERROR_WIDTH))}[/]")
             continue
         style = "green" if r["studiox"].startswith("runs freely") else "yellow"
         table.add_row(escape(r["integration"]), escape(r["tool"]), escape(r["annotations"]),
