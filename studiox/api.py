@@ -37,8 +37,22 @@ def iso(ts: float | None) -> str | None:
 
 
 def home_path(home: Path | None = None) -> Path:
-    """The state folder: ``home`` if given, else $STUDIOX_HOME, else ./.studiox."""
-    return Path(home) if home else Path(os.environ.get("STUDIOX_HOME") or ".studiox")
+    """The state folder, found the way git finds its repository.
+
+    ``home`` (``--home``) if given, else $STUDIOX_HOME (like GIT_DIR, an explicit choice wins), else
+    the nearest ``.studiox`` state folder in the current folder or above it, else ``./.studiox``
+    (created there by the first run)."""
+    if home:
+        return Path(home)
+    if os.environ.get("STUDIOX_HOME"):
+        return Path(os.environ["STUDIOX_HOME"])
+    from .state.store import MARKER
+
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / ".studiox" / MARKER).is_file():
+            return folder / ".studiox" if folder != here else Path(".studiox")
+    return Path(".studiox")
 
 
 def open_store(home: Path | None = None, *, create: bool = False) -> Store | None:

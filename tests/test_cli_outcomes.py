@@ -102,3 +102,23 @@ def test_home_below_a_regular_file_is_a_usage_error(tmp_path, capsys):
     mission = write_mission(tmp_path / "m.yaml", "mission: t\nsteps:\n  - {id: a, set: {x: 1}}\n")
     assert main(["run", str(mission), "--home", str(blocker / "home")]) == 2
     assert str(blocker) in capsys.readouterr().err
+
+
+def test_the_state_folder_is_found_above_the_current_folder_like_git(tmp_path, monkeypatch, capsys):
+    project = tmp_path / "project"
+    (project / "missions" / "deep").mkdir(parents=True)
+    mission = write_mission(project / "missions" / "m.yaml", "mission: here\nsteps:\n  - {id: a, set: {x: 1}}\n")
+    monkeypatch.delenv("STUDIOX_HOME", raising=False)
+    monkeypatch.chdir(project)
+    assert main(["run", str(mission), "-q"]) == 0
+    assert (project / ".studiox" / "studiox.json").is_file()
+    capsys.readouterr()
+    monkeypatch.chdir(project / "missions" / "deep")
+    assert main(["runs", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["mission"] == "here"
+    assert not (project / "missions" / "deep" / ".studiox").exists()  # nothing was created down here
+    other = tmp_path / "elsewhere"
+    monkeypatch.setenv("STUDIOX_HOME", str(other))  # an explicit choice wins over the search
+    assert main(["runs", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []

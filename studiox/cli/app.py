@@ -31,7 +31,8 @@ state: dict[str, Any] = {"debug": False, "home": None}
 
 Home = Annotated[
     Path | None,
-    typer.Option("--home", help="The state folder (default: $STUDIOX_HOME, else ./.studiox).", show_default=False),
+    typer.Option("--home", help="The state folder (default: $STUDIOX_HOME, else the nearest .studiox in this "
+                               "folder or above, else ./.studiox).", show_default=False),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
 NoInput = Annotated[bool, typer.Option(
