@@ -160,7 +160,7 @@ def engine(store: Store, *, listener: Callable[[dict], None] | None = None, prom
     return Engine(store, ports=PORTS_FACTORY, listener=listener, prompt=prompt, kill_after_event=kill_after_event)
 
 
-def run_options(*, model: str | None, cache: bool, replay: Path | None) -> dict:
+def run_options(*, model: str | None, cache: bool, replay: Path | None, allow_duplicate: bool = False) -> dict:
     """A run's settings as journaled (so that a resumed run keeps them)."""
     from .engine.worker import env_model
 
@@ -169,7 +169,7 @@ def run_options(*, model: str | None, cache: bool, replay: Path | None) -> dict:
 
         Replay.load(replay)  # a broken replay file is a usage error before anything runs
     options = {"model": model, "env_model": env_model(), "cache": cache,
-               "replay": str(Path(replay).resolve()) if replay else None}
+               "replay": str(Path(replay).resolve()) if replay else None, "allow_duplicate": allow_duplicate}
     return {k: v for k, v in options.items() if v}
 
 
@@ -196,6 +196,7 @@ class RunRow:
     verdict: str | None
     started: float | None
     duration: float | None
+    key: str | None = None  # the business key, once known
 
     def as_json(self) -> dict:
         return {**self.__dict__, "started": iso(self.started)}
@@ -204,6 +205,7 @@ class RunRow:
 def list_runs(store: Store | None, *, status: str | None = None, mission: str | None = None) -> list[RunRow]:
     """Every run, newest first, each read in a few lookups (its first and last events)."""
     from .state.journal import run_status, summary
+    from .state.keys import key_of
     from .state.locks import is_driven
 
     if store is None:
@@ -217,7 +219,7 @@ def list_runs(store: Store | None, *, status: str | None = None, mission: str | 
         row = RunRow(run_id, first.get("mission", info.get("mission", "?")),
                      run_status(last, driven=is_driven(store.home, run_id)),
                      last.get("verdict") if last["type"] == "run_finished" else None,
-                     first["at"], last["at"] - first["at"])
+                     first["at"], last["at"] - first["at"], key_of(store, run_id))
         if (not status or row.status == status) and (not mission or row.mission == mission):
             rows.append(row)
     return sorted(rows, key=lambda r: r.started or 0, reverse=True)
@@ -237,7 +239,8 @@ def run_status(store: Store, run_id: str) -> tuple[RunState, dict]:
     state = run_state(store, run_id)
     current = state.status(is_driven(store.home, run_id))
     return state, {
-        "id": run_id, "mission": state.mission_name, "status": current, "verdict": state.verdict,
+        "id": run_id, "mission": state.mission_name, "key": state.key or None, "status": current,
+        "verdict": state.verdict,
         "note": (state.finished or {}).get("note"), "error": (state.finished or {}).get("error"),
         "waiting_for": (state.waiting or {}).get("decision") if current == "waiting" else None,
         "started": iso(state.started["at"]) if state.started else None, "duration": state.duration,

@@ -78,6 +78,10 @@ class RunLocked(StudioxError):
     """Another live process is driving the run (exit 2)."""
 
 
+class DuplicateRun(StudioxError):
+    """A run for the same business key is still live (exit 2); --allow-duplicate starts one anyway."""
+
+
 class DecisionError(StudioxError):
     """A decision cannot be made as asked (exit 2)."""
 
@@ -114,7 +118,7 @@ class StepError(StudioxError):
         return "any" in kinds or ("error" in kinds and self.kind != "timeout")
 
 
-RETRY_NEVER = {"expression", "rejected", "budget"}  # step errors that another attempt cannot fix
+RETRY_NEVER = {"expression", "rejected", "budget", "duplicate"}  # step errors that another attempt cannot fix
 
 
 class ExpressionError(StudioxError):

@@ -120,7 +120,8 @@ class DecisionQueue:
         self.clock = clock
 
     def request(self, *, run_id: str, mission: str, step: str, action: Action, evidence: list, explain: str | None,
-                timeout: float | None, in_doubt: bool = False, slot: str | None = None, new_id=None) -> Decision:
+                timeout: float | None, in_doubt: bool = False, slot: str | None = None, key: str | None = None,
+                new_id=None) -> Decision:
         """File a pending decision for ``slot`` of a run; returns it with its short id.
 
         The slot is claimed first (``slot:RUN:SLOT`` → id), then the decision is written: a crash
@@ -129,7 +130,7 @@ class DecisionQueue:
         """
         now = self.clock()
         slot = slot or step
-        record = {"run": run_id, "mission": mission, "step": step, "slot": slot, "action": action.as_dict(),
+        record = {"run": run_id, "mission": mission, "key": key, "step": step, "slot": slot, "action": action.as_dict(),
                   "in_doubt": in_doubt, "input_schema": action.input_schema, "evidence": evidence,
                   "explain": explain, "requested_at": now, "expires_at": now + timeout if timeout else None}
         for _ in range(50):

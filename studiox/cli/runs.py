@@ -134,6 +134,9 @@ def run(
     replay: Annotated[Path | None, typer.Option(
         "--replay", metavar="FILE", help="Answer model calls from a file of scripted answers (offline; see "
                                          "docs/workers.md).")] = None,
+    allow_duplicate: Annotated[bool, typer.Option(
+        "--allow-duplicate", help="Start even if a run for the same business key (the mission's key) has not "
+                                  "finished.")] = False,
     as_json: Json = False,
 ) -> None:
     """Run a mission from its first step. Prints the run id first, then each step, then the verdict."""
@@ -141,7 +144,7 @@ def run(
 
     mission = api.load_mission(mission_file)
     values = collect(mission, input_pairs, input_files)
-    options = api.run_options(model=model, cache=cache, replay=replay)
+    options = api.run_options(model=model, cache=cache, replay=replay, allow_duplicate=allow_duplicate)
     store = api.open_store(remember_home(home), create=True)
     assert store is not None  # created when missing
     run_id = make_engine(store, quiet=quiet, silent=as_json).start(mission, values, options)

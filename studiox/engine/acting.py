@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import StepError
 from ..governance import Action
 from ..mission import Step
+from ..state import keys
 from .control import JournalMismatch, RunView
 
 
@@ -48,6 +49,8 @@ async def act_once(run: RunView, step: Step, address: str, action: Action, call:
             resolution = run.gate.in_doubt(step, address, action, previous)
             if resolution["resolution"] == "happened":
                 return settle(run, address, previous, resolution)["result"]
+    if run.state.key and not action.read_only:
+        not_again_elsewhere(run, step, address, action)
     digest = action.digest()
     run.state.note_action(run.journal.append(
         "action_started", step=address, key=key, action=action.as_dict()))
@@ -61,6 +64,32 @@ async def act_once(run: RunView, step: Step, address: str, action: Action, call:
     run.state.note_action(run.journal.append(
         "action_finished", step=address, key=key, digest=digest, ok=True, result=result))
     return result
+
+
+def not_again_elsewhere(run: RunView, step: Step, address: str, action: Action) -> None:
+    """One business object, one outcome: before a call is made for the run's key, look for the same
+    tool done (or under way) for the same key in another run. Found: a person is asked again,
+    seeing when and by whom (or the step fails, with ``on_duplicate: fail``)."""
+    store, mission, key = run.engine.store, run.mission.name, run.state.key
+    assert key  # only called for a run with a business key
+    keys.claim(store, mission, key, action.target, run.run_id, address, run.engine.clock())
+    others = keys.done_elsewhere(store, mission, key, action.target, run_id=run.run_id)
+    if not others:
+        return
+    seen = "; ".join(f"{o['status']} in run {o['run']} at {_when(o['at'])}"
+                     + (f", approved by {o['by']}" if o.get("by") else "") for o in others)
+    message = f"{action.target} for {key} was already {seen}"
+    if step.approval is not None and step.approval.on_duplicate == "fail":
+        raise StepError("duplicate", f"{message}; it is not done again (on_duplicate: fail)")
+    run.emitter(address)(f"{message}: asking again before doing it a second time")
+    run.gate.decide_slot(step, address, action, f"duplicate:{address}", explain=(
+        f"{message}. Approve only if it must really be done again for {key}; reject to leave it done once."))
+
+
+def _when(ts: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
 def settle(run: RunView, address: str, started: dict, resolution: dict) -> dict:

@@ -84,6 +84,7 @@ class EngineView(Protocol):
     prompt: Callable[..., None] | None
     sleep: Callable[[float], Awaitable[Any]]
     rng: Callable[[], float]
+    clock: Callable[[], float]
 
 
 class RunView(Protocol):
@@ -99,5 +100,8 @@ class RunView(Protocol):
     ports: Ports
     observations: list
     gate: Any  # gate.Gate
+
+    @property
+    def key_scope(self) -> str | None: ...
 
     def emitter(self, address: str) -> Callable[..., None]: ...

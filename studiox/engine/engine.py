@@ -16,14 +16,23 @@ from typing import Any
 from .. import __version__
 from .. import mission as missions
 from ..adapters.ports import Ports
-from ..errors import RunLocked, RunNotFound, RunNotResumable, StudioxError
+from ..errors import (
+    DuplicateRun,
+    InputsInvalid,
+    RunLocked,
+    RunNotFound,
+    RunNotResumable,
+    StepError,
+    StudioxError,
+)
 from ..governance import Decision, DecisionQueue, os_user
 from ..mission import Mission
+from ..state import keys
 from ..state.journal import JOURNAL_FORMAT, Journal, RunState, derive
 from ..state.locks import RunLock
 from ..state.store import Store
 from .control import Outcome
-from .walk import Run
+from .walk import Run, key_text, reads_steps
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
@@ -61,6 +70,14 @@ class Engine:
         ``options`` are the run's settings from the command line (``model``, ``cache``,
         ``replay``); they are journaled so that a resumed run keeps them.
         """
+        options = options or {}
+        key = start_key(mission, inputs)
+        if key is not None and not options.get("allow_duplicate"):
+            live = keys.live_runs(self.store, mission.name, key, other_than="")
+            if live:
+                raise DuplicateRun(
+                    f"{key} already has a run that has not finished: {live[0]['run']} ({live[0]['status']}); finish "
+                    f"or cancel it (studiox status {live[0]['run']}), or start another with --allow-duplicate")
         for _ in range(20):
             run_id = self.new_id()
             if self.store.add_record(f"run:{run_id}", {"mission": mission.name, "created": self.clock()}):
@@ -72,8 +89,10 @@ class Engine:
             path=str(Path(mission.file).resolve()),
             digest=mission.digest, source=mission.source, inputs=inputs, studiox=__version__,
             journal_format=JOURNAL_FORMAT, pid=os.getpid(), host=socket.gethostname(), user=os_user(),
-            options=options or {},
+            options=options, **({"key": key} if key is not None else {}),
         )
+        if key is not None:
+            keys.register(self.store, mission.name, key, run_id, self.clock())
         return run_id
 
     def drive(self, run_id: str, *, resume: bool = False, retry_failed: bool = False) -> Outcome:
@@ -164,6 +183,16 @@ class Engine:
             self.listener(event)
         if self.kill_after_event in (event["seq"], event["type"]):
             os.kill(os.getpid(), signal.SIGKILL)  # test door: die right after this event is on disk
+
+
+def start_key(mission: Mission, inputs: dict) -> str | None:
+    """The run's business key when the mission's ``key`` reads only inputs (else it is set once its steps ran)."""
+    if mission.key is None or reads_steps(mission.key):
+        return None
+    try:
+        return key_text(mission.key, {"inputs": inputs, "mission": {"name": mission.name, "version": mission.version}})
+    except StepError as e:
+        raise InputsInvalid(f"{mission.file}: {e.message}") from None
 
 
 def _file_changed(started: dict) -> bool:

@@ -84,6 +84,7 @@ class Gate:
                 approval = step.approval
                 decision = queue.request(
                     run_id=run.run_id, mission=run.mission.name, step=address, slot=slot, action=action,
+                    key=run.state.key or None,
                     evidence=[{"step": o["step"], "message": o["message"]} for o in run.observations[-20:]],
                     explain=explain or (approval.explain if approval else None) or step.description,
                     timeout=approval.timeout if approval else None, in_doubt=in_doubt)

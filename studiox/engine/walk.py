@@ -21,6 +21,7 @@ from ..adapters.ports import STEP_TIME_LIMIT, Ports
 from ..errors import StepError
 from ..governance import Action, needs_decision
 from ..mission import Mission, Step
+from ..state import keys
 from ..state.journal import Journal, RunState
 from ..state.store import unstorable
 from ..steps import StepContext, executor_for, proposer_for
@@ -102,6 +103,8 @@ class Run:
                             "its max_iterations; the loop was stopped"})
             address = prefix + step.id + (f"#{visits[step.id]}" if visits[step.id] > 1 else "")
             target = await self.step(step, address, scope)
+            if not prefix:
+                self.settle_key(scope)
             i = index[target] if target else i + 1
 
     async def step(self, step: Step, address: str, scope: Scope) -> str | None:
@@ -124,6 +127,34 @@ class Run:
         if step.kind == "fail":
             raise Fail({"step": address, "kind": "fail", "message": output["message"]})
         return output.get("goto") if step.kind == "branch" else None
+
+    @property
+    def key_scope(self) -> str | None:
+        """``MISSION/KEY`` once the run's business key is known: what idempotency keys are built from."""
+        return f"{self.mission.name}/{self.state.key}" if self.state.key is not None else None
+
+    def settle_key(self, scope: Scope) -> None:
+        """Set the run's business key as soon as the steps it reads have run; one live run per key."""
+        if self.mission.key is None or self.state.key is not None:
+            return
+        needed = reads_steps(self.mission.key)
+        if any(s not in scope.steps for s in needed):
+            return
+        try:
+            key = key_text(self.mission.key, self.data(scope))
+        except StepError as e:
+            self.emitter("key")(f"the mission's key could not be made: {e.message}; the run goes on without one")
+            self.state.key = ""  # tried: not again in this drive
+            return
+        store, at = self.engine.store, self.engine.clock()
+        keys.register(store, self.mission.name, key, self.run_id, at)
+        live = keys.live_runs(store, self.mission.name, key, other_than=self.run_id, before=at)
+        self.journal.append("key_set", key=key, live=[r["run"] for r in live])
+        self.state.key = key
+        if live and not self.options.get("allow_duplicate"):
+            raise Fail({"step": "key", "kind": "duplicate", "message": (
+                f"{key} is already being handled by run {live[0]['run']} ({live[0]['status']}); this run stops "
+                "here (start it with --allow-duplicate to run both)")})
 
     async def execute(self, step: Step, address: str, scope: Scope) -> dict:
         """Attempts of one step, each journaled; returns its step_finished event."""
@@ -166,7 +197,7 @@ class Run:
         if step.kind == "foreach":
             return await self.foreach(step, address, scope, data)
         ctx = StepContext(step=step, address=address, attempt=attempt, run_id=self.run_id, mission=self.mission,
-                          data=data, ports=self.ports, emit=self.emitter(address))
+                          data=data, ports=self.ports, emit=self.emitter(address), key_scope=self.key_scope)
         if step.kind == "worker":
             from .worker import WorkerDoors
 
@@ -301,6 +332,25 @@ class Run:
             event = self.journal.append("observation", step=address, message=message, **({"data": data} if data else {}))
             self.observations.append(event)
         return emit
+
+
+def reads_steps(key: str) -> set[str]:
+    """The step ids a key expression reads."""
+    template = expressions.parse_template(key)
+    if template is None:
+        return set()
+    return {path[1] for e in template.expressions for path in e.references() if path[0] == "steps" and len(path) > 1}
+
+
+def key_text(key: str, data: dict) -> str:
+    """A business key as text (a number is written as JSON writes it); a StepError when it cannot be made."""
+    try:
+        value = expressions.render(key, data)
+    except expressions.ExpressionError as e:
+        raise StepError("expression", f"the mission's key: {e.message}") from None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or not str(value).strip():
+        raise StepError("expression", f"the mission's key must be a text or a number, not {value!r}")
+    return str(value).strip()
 
 
 async def _within(seconds: float, work) -> Any:

@@ -151,9 +151,10 @@ class WorkerDoors:
             return {"error": e.message}
 
     def call_key(self, target: str, arguments: dict) -> str:
-        """``RUN/STEP/TOOL#DIGEST``, with ``~N`` for the N-th identical call within one attempt."""
+        """``RUN/STEP/TOOL#DIGEST`` (``MISSION/KEY/…`` with a business key), ``~N`` for the N-th identical
+        call within one attempt."""
         digest = hashlib.sha256(json.dumps([target, arguments], sort_keys=True).encode()).hexdigest()[:12]
-        key = f"{self.run.run_id}/{self.address}/{target}#{digest}"
+        key = f"{self.run.key_scope or self.run.run_id}/{self.address}/{target}#{digest}"
         self.keys_used[key] = self.keys_used.get(key, 0) + 1
         return key if self.keys_used[key] == 1 else f"{key}~{self.keys_used[key]}"
 

@@ -50,6 +50,7 @@ class Approval:
     timeout: float | None = None
     on_reject: dict | None = None
     on_timeout: dict | None = None
+    on_duplicate: str = "ask"  # with a mission key: a tool already done for the key in another run asks again
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class Mission:
     integrations: dict = field(default_factory=dict)
     budget: dict | None = None
     verdict: Verdict | None = None
+    key: str | None = None  # an expression naming the business object a run is about
 
     @property
     def default_model(self) -> Model | None:
@@ -216,6 +218,7 @@ def _build(data: dict, file: str, text: str) -> Mission:
         integrations=data.get("integrations") or {},
         budget=data.get("budget"),
         verdict=verdict,
+        key=data.get("key"),
     )
 
 
@@ -247,6 +250,7 @@ def _step(raw: dict, path: tuple) -> Step:
                 timeout=seconds(a.get("timeout")),
                 on_reject=a.get("on_reject"),
                 on_timeout=a.get("on_timeout"),
+                on_duplicate=a.get("on_duplicate", "ask"),
             )
     children = tuple(_step(s, (*path, "steps", i)) for i, s in enumerate(raw.get("steps", ())))
     return Step(

@@ -74,7 +74,10 @@ class _Checker:
         if self.check_paths:
             self.check_knowledge()
         self.check_list(steps, ("steps",), frozenset(), frozenset())
-        self.check_verdict([s.get("id") for s in steps if isinstance(s, dict)])
+        top_ids = [s.get("id") for s in steps if isinstance(s, dict)]
+        self.check_verdict(top_ids)
+        if isinstance(self.data.get("key"), str):  # set once the steps it reads have run: any top-level step
+            self.check_text(self.data["key"], ("key",), _Scope(frozenset(i for i in top_ids if isinstance(i, str))))
         return self.problems
 
     def collect(self, steps: list, path: tuple, inside: str | None) -> None:

@@ -29,6 +29,7 @@ EVENT_TYPES = (
     "model_call",        # one model turn of a worker: the reply, tokens, cost, latency (the conversation)
     "waiting",           # the run parks until a decision is made
     "decision_applied",  # the decision the run acted on
+    "key_set",           # the run's business key, once the steps it is computed from have run
     "run_finished",      # succeeded (with a verdict), failed (with an error) or cancelled
 )
 
@@ -73,6 +74,7 @@ class RunState:
     action_keys: dict[str, dict] = field(default_factory=dict)  # idempotency key → its last action_* event
     model_calls: list[dict] = field(default_factory=list)  # every model_call event, in order
     resumed: int = 0
+    key: str | None = None  # the business key (the mission's ``key``), once known
 
     def note_action(self, event: dict) -> dict:
         """Take in an action_started/action_finished event (as derive does, and as a drive appends them)."""
@@ -148,6 +150,9 @@ def _fold(state: RunState, ev: dict) -> None:
     state.last = ev
     if kind == "run_started":
         state.started = ev
+        state.key = ev.get("key")
+    elif kind == "key_set":
+        state.key = ev["key"]
     elif kind == "step_finished":
         state.done[ev["step"]] = ev
     elif kind == "step_failed":

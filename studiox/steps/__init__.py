@@ -50,10 +50,13 @@ class StepContext:
         except expressions.ExpressionError as e:
             raise StepError("expression", e.message) from None
 
+    key_scope: str | None = None  # MISSION/KEY when the run has a business key
+
     @property
     def idempotency_key(self) -> str:
-        """Stable across retries and resumes of this step in this run: the key for exactly-once actions."""
-        return f"{self.run_id}/{self.address}"
+        """Stable across retries and resumes of this step: ``RUN/STEP``, or ``MISSION/KEY/STEP`` when the
+        run has a business key, so a server that honours it acts once for the object across runs."""
+        return f"{self.key_scope or self.run_id}/{self.address}"
 
 
 class Executor(Protocol):

@@ -156,10 +156,11 @@ def finished_line(event: dict) -> str:
 
 def runs_table(rows: list) -> Table:
     """``studiox runs``: api.RunRow rows."""
-    table = Table("run", "mission", "status", "verdict", "started", "duration", title=None, header_style="bold")
+    table = Table("run", "mission", "key", "status", "verdict", "started", "duration", title=None,
+                  header_style="bold")
     for r in rows:
         style = STATUS_STYLE.get(r.status, "")
-        table.add_row(r.id, escape(r.mission), f"[{style}]{r.status}[/]", escape(r.verdict or "—"),
+        table.add_row(r.id, escape(r.mission), escape(r.key or "—"), f"[{style}]{r.status}[/]", escape(r.verdict or "—"),
                       when(r.started), seconds(r.duration))
     return table
 
@@ -179,12 +180,13 @@ def steps_table(state: RunState) -> Table:
 
 
 def decisions_table(decisions) -> Table:
-    table = Table("id", "status", "run", "mission", "step", "action", "requested", header_style="bold")
+    table = Table("id", "status", "run", "mission", "key", "step", "action", "requested", header_style="bold")
     for d in decisions:
         r = d.request
         style = {"pending": "yellow", "approved": "green", "rejected": "red", "expired": "magenta",
                  "void": "dim"}[d.status]
-        table.add_row(d.id, f"[{style}]{d.status}[/]", r["run"], escape(r["mission"]), escape(r["step"]),
+        table.add_row(d.id, f"[{style}]{d.status}[/]", r["run"], escape(r["mission"]), escape(r.get("key") or "—"),
+                      escape(r["step"]),
                       escape(f"{r['action']['target']} {short(r['action']['arguments'], 50)}"), when(r["requested_at"]))
     return table
 
