@@ -247,3 +247,20 @@ def test_data_that_looks_like_markup_never_breaks_the_printout(sx, tmp_path):
     decided = sx("decisions", "--json")
     assert json.loads(decided.stdout)[0]["action"]["arguments"]["to"] == "ACME [/] GmbH [bold]"
 
+
+
+def test_a_worker_whose_call_was_rejected_resumes_after_a_later_park_with_the_same_conversation(tmp_path):
+    two_payments = {"decide": [
+        {"tool_calls": [{"tool": "erp.pay", "arguments": {"amount": 500}}]},
+        {"tool_calls": [{"tool": "erp.pay", "arguments": {"amount": 400}}]},
+        {"output": {"paid": True}, "reasoning": "the second payment went through"},
+    ]}
+    world = World(tmp_path, two_payments)
+    run_id = world.start(AGENT)
+    first = world.engine.drive(run_id)
+    world.engine.decisions.decide(first.waiting["decision"], "rejected", by="cfo", note="too much")
+    second = world.engine.drive(run_id, resume=True)  # the model is told, and asks for 400: parks again
+    assert second.status == "waiting" and second.waiting["action"]["arguments"] == {"amount": 400}
+    done = _approve_and_resume(world, run_id, second)  # the conversation is rebuilt exactly: no mismatch
+    assert done.status == "succeeded" and done.verdict == "Paid", done
+    assert [args for args, _ in _pays(world)] == [{"amount": 400}]

@@ -110,8 +110,12 @@ class WorkerDoors:
         address = f"{self.prefix}/call{self.calls}"
         run = self.run
         done = run.state.actions.get(address)
-        if done is not None and done["type"] == "action_finished":
-            return done["result"] if done["ok"] else {"error": done["error"]["message"]}
+        if done is not None and done["type"] == "action_finished":  # told to the model as it was the first time
+            if done["ok"]:
+                return done["result"]
+            if done["error"]["kind"] == "rejected" and "reason" in done:
+                return {"rejected": True, "reason": done["reason"]}
+            return {"error": done["error"]["message"]}
         key = self.call_key(target, arguments)
         emit = run.emitter(self.address)
         earlier = run.state.action_keys.get(key)
@@ -135,7 +139,7 @@ class WorkerDoors:
                 why = r.applied.get("note") or "no reason given"
                 emit(f"{target} was {r.applied['status']} by {r.applied['by']}: the model is told so")
                 run.state.note_action(run.journal.append(
-                    "action_finished", step=address, key=key, ok=False,
+                    "action_finished", step=address, key=key, ok=False, reason=why,
                     error={"kind": "rejected", "message": f"a person rejected this call: {why}"}))
                 return {"rejected": True, "reason": why}
         emit(f"calling {target}", arguments=action.arguments)

@@ -241,6 +241,8 @@ def _unfinished(home: Path) -> bool:
         if entry.name in ("journal", "index") and entry.is_dir():
             if all(f.name in _DB_FILES and f.is_file() and not f.is_symlink() for f in entry.iterdir()):
                 continue
+        if entry.name == "logs" and entry.is_dir() and all(f.name == "crash.log" for f in entry.iterdir()):
+            continue  # a crash before the first run leaves its log here
         return False
     return True
 
