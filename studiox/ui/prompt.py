@@ -7,6 +7,7 @@ input and output are terminals; otherwise a run parks and prints how to decide l
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 
 from rich.console import Console, Group
@@ -50,9 +51,33 @@ def _text(value) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def ask(decision: Decision, queue: DecisionQueue, *, console: Console, read: Callable[[str], str] = input) -> None:
-    """Ask a person at the terminal; records their decision in ``queue``, or returns having deferred."""
+def flush_typed_ahead() -> None:
+    """Discard the keys typed before a question was shown (standard input, when it is a terminal).
+
+    Keys pressed while a mission was still running sit in the terminal's input buffer; read as
+    answers, an ``a`` Enter typed early would approve a card nobody had seen yet.
+    """
+    try:
+        import termios
+    except ImportError:  # not a POSIX terminal (Windows): nothing to discard this way
+        return
+    try:
+        if sys.stdin.isatty():
+            termios.tcflush(sys.stdin.fileno(), termios.TCIFLUSH)
+    except (OSError, ValueError, termios.error):  # standard input closed or not a terminal after all
+        pass
+
+
+def ask(decision: Decision, queue: DecisionQueue, *, console: Console, read: Callable[[str], str] = input,
+        flush: Callable[[], None] = flush_typed_ahead) -> None:
+    """Ask a person at the terminal; records their decision in ``queue``, or returns having deferred.
+
+    ``read`` asks one question and ``flush`` discards what was typed before the card was drawn:
+    doors for tests, which drive the prompt without a terminal.
+    """
     console.print(panel(decision))
+    console.file.flush()
+    flush()  # only keys typed after the card is on the screen answer it
     if decision.request.get("in_doubt"):
         return _ask_in_doubt(decision, queue, console=console, read=read)
     try:

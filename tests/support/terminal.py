@@ -45,6 +45,13 @@ class Terminal:
             self._read(0.1)
         return self.screen
 
+    def settle(self, seconds: float) -> str:
+        """Keep reading for ``seconds`` (to see that nothing more happens); return the screen so far."""
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            self._read(min(0.1, max(deadline - time.time(), 0)))
+        return self.screen
+
     def type(self, keys: str) -> None:
         os.write(self.master, keys.encode())
 
