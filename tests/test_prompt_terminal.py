@@ -42,3 +42,73 @@ def test_keys_typed_before_the_card_is_drawn_never_answer_it(sx, terminal, tmp_p
     term.expect("later:")
     assert term.wait() == 3 and _paid(sx) == []
     assert json.loads(sx("decisions", "--json").stdout)[0]["status"] == "pending"
+
+
+def test_approving_ends_with_a_confirmation_that_restates_the_action(sx, terminal):
+    term = terminal("run", PAYMENT)
+    term.expect(MENU)
+    term.type("a\r")
+    term.expect("note (optional):")
+    term.type("\r")
+    screen = term.expect("type approve to confirm")
+    assert "approve: fx.pay amount 120 · to ACME GmbH" in screen
+    assert _paid(sx) == []
+    term.type("APPROVE \r")  # the word in full; case and surrounding spaces do not matter
+    term.expect("verdict: Paid")
+    assert term.wait() == 0 and len(_paid(sx)) == 1
+
+
+@pytest.mark.parametrize("stray", ["y", "a", "\x20", "approved", "aprove"])
+def test_a_stray_answer_at_the_confirmation_never_approves(sx, terminal, stray):
+    term = terminal("run", PAYMENT)
+    term.expect(MENU)
+    term.type("a\r")
+    term.expect("note (optional):")
+    term.type("\r")
+    term.expect("type approve to confirm")
+    term.type(stray + "\r")
+    term.expect("not confirmed")
+    term.expect(MENU, times=2)  # back at the menu, where Enter alone defers
+    term.type("\r")
+    term.expect("later:")
+    assert term.wait() == 3 and _paid(sx) == []
+
+
+def test_edit_asks_again_only_the_field_that_does_not_fit_and_restates_the_change(sx, terminal):
+    term = terminal("run", PAYMENT)
+    term.expect(MENU)
+    term.type("e\r")
+    term.expect("amount [120]:")
+    term.type("-1\r")
+    term.expect("amount: -1 is less than the minimum of 0")
+    term.type("1.700,00\r")  # a decimal comma is refused, not guessed
+    term.expect("a comma only separates thousands")
+    term.type("1,700.00\r")
+    term.expect("to [ACME GmbH]:")
+    term.type("\r")
+    term.expect("note (optional):")
+    assert term.screen.count("amount [120]:") == 3 and term.screen.count("to [ACME GmbH]:") == 1
+    changes = term.screen.split("to [ACME GmbH]:")[1]
+    assert "argument" in changes and "from" in changes and "120" in changes and "1,700.00" in changes
+    term.type("corrected from the invoice\r")
+    screen = term.expect("type approve to confirm")
+    assert "approve: fx.pay amount 1,700.00 (was 120) · to ACME GmbH" in screen
+    term.type("approve\r")
+    term.expect("verdict: Paid")
+    assert term.wait() == 0
+    assert [e["arguments"] for e in _paid(sx)] == [{"amount": 1700.0, "to": "ACME GmbH"}]
+    decision = json.loads(sx("decisions", "--all", "--json").stdout)[0]
+    assert decision["outcome"]["edited"] and decision["outcome"]["note"] == "corrected from the invoice"
+
+
+def test_the_card_wraps_in_a_narrow_terminal(sx, terminal, tmp_path):
+    explain = ("Check the amount against the invoice, the purchase order and the delivery note before paying, "
+               "so it matches what was received")
+    mission = write_mission(tmp_path / "m.yaml", PAYMENT.read_text().replace(
+        "explain: Check the amount against the invoice before paying.", f"explain: {explain}"))
+    term = terminal("run", mission, columns=40)
+    screen = term.expect(MENU)
+    card = " ".join(line.strip("│ ") for line in screen.split("decision needed")[1].splitlines())
+    assert " ".join(card.split()).count(explain) == 1
+    term.type("\r")
+    assert term.wait() == 3

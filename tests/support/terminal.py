@@ -36,10 +36,10 @@ class Terminal:
                 return
             self.screen += _ANSI.sub("", chunk)
 
-    def expect(self, text: str, timeout: float = 20) -> str:
-        """Wait until ``text`` has appeared on the screen; return the screen so far."""
+    def expect(self, text: str, timeout: float = 20, times: int = 1) -> str:
+        """Wait until ``text`` has appeared on the screen (``times`` times); return the screen so far."""
         deadline = time.time() + timeout
-        while text not in self.screen:
+        while self.screen.count(text) < times:
             if time.time() > deadline:
                 raise AssertionError(f"{text!r} did not appear; the screen shows:\n{self.screen}")
             self._read(0.1)
