@@ -293,11 +293,17 @@ def _pending(queue, **extra) -> Decision:
 
 @pytest.mark.parametrize("width", [40, 80, 120])
 def test_the_card_wraps_and_never_cuts_at_any_width(queue, width):
-    out = _render(_pending(queue, in_doubt=True), width)
+    decision = _pending(queue, in_doubt=True)
+    out = _render(decision, width)
     assert LONG_EXPLAIN in out  # whole, to its end: at 80 columns it stopped at '…so it ma'
     assert LONG_EVIDENCE in out
     assert all(word in out for word in LONG_VALUE.split())  # in a table's column, between other columns
-    assert "decision needed" in out and "1,780" in out
+    assert "decision needed" in out and "1,780" in out and decision.id in out
+
+
+def test_a_very_narrow_card_still_names_its_decision(queue):
+    decision = _pending(queue)
+    assert f"decision {decision.id}" in _render(decision, 20)  # in its body: a panel cuts a long title
 
 
 def test_a_decided_card_says_who_when_and_shows_each_edit_from_to(queue):

@@ -112,3 +112,29 @@ def test_the_card_wraps_in_a_narrow_terminal(sx, terminal, tmp_path):
     assert " ".join(card.split()).count(explain) == 1
     term.type("\r")
     assert term.wait() == 3
+
+
+def test_a_long_text_is_edited_in_the_editor(sx, tmp_path):
+    memo = "Payment for invoice INV-2291: " + "office chairs, desks and lamps delivered in March. " * 3
+    mission = write_mission(tmp_path / "m.yaml", PAYMENT.read_text().replace(
+        "      to: ACME GmbH\n", f"      to: ACME GmbH\n      memo: '{memo}'\n"))
+    editor = tmp_path / "editor.py"  # an editor that needs no person: it rewrites the file it is given
+    editor.write_text("import sys\nopen(sys.argv[1], 'w').write('Paid by transfer.\\nSee INV-2291.\\n')\n")
+    term = Terminal([sys.executable, "-m", "support.sx", "run", str(mission)],
+                    sx.env(COLUMNS="120", EDITOR=f"{sys.executable} {editor}", VISUAL=""))
+    term.expect(MENU)
+    term.type("e\r")
+    term.expect("amount [120]:")
+    term.type("\r")
+    term.expect("to [ACME GmbH]:")
+    term.type("\r")
+    term.expect("(e: edit it in $EDITOR):")
+    term.type("e\r")
+    term.expect("note (optional):")
+    term.type("\r")
+    screen = term.expect("type approve to confirm")
+    assert 'memo "Paid by transfer.\\nSee INV-2291." (was "Payment for invoice' in screen
+    term.type("approve\r")
+    term.expect("verdict: Paid")
+    assert term.wait() == 0
+    assert _paid(sx)[0]["arguments"]["memo"] == "Paid by transfer.\nSee INV-2291."

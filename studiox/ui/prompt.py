@@ -207,7 +207,7 @@ def panel(decision: Decision) -> Panel:
     """
     request, outcome, status = decision.request, decision.outcome, decision.status
     action = request["action"]
-    where = f"(step {request['step']}, run {request['run']})"
+    where = f"(step {request['step']}, run {request['run']}, decision {decision.id})"  # the title may be cut
     parts: list[RenderableType] = []
     if status == PENDING:
         parts.append(_wrapping((action["target"], "bold"), f" wants to run {where}"))
