@@ -208,6 +208,8 @@ def test_the_prompt_shows_the_action_and_approve_runs_it(sx, terminal):
     term.type("a\n")
     term.expect("note (optional):")
     term.type("looks right\n")
+    term.expect("type approve to confirm")
+    term.type("approve\n")
     term.expect("verdict: Paid")
     assert term.wait() == 0
     assert len(_paid(sx)) == 1
@@ -241,16 +243,14 @@ def test_the_prompt_edits_arguments_before_approving(sx, terminal):
     term.type("e\n")
     term.expect("amount [120]:")
     term.type("-1\n")
-    term.expect("to [ACME GmbH]:")
-    term.type("\n")
     term.expect("less than the minimum")  # checked against the tool's schema: asked again
-    term.type("e\n")
-    term.expect("amount [120]:")
     term.type("95\n")
     term.expect("to [ACME GmbH]:")
     term.type("\n")
     term.expect("note (optional):")
     term.type("\n")
+    term.expect("type approve to confirm")
+    term.type("approve\n")
     term.expect("verdict: Paid")
     assert term.wait() == 0
     assert [e["arguments"]["amount"] for e in _paid(sx)] == [95]
@@ -284,6 +284,8 @@ def test_an_in_doubt_call_is_asked_about_at_the_terminal(sx, terminal):
     term.type("h\n")
     term.expect("what did it return?")
     term.type('{"ok": true, "by": "phone"}\n')
+    term.expect("type happened to confirm")
+    term.type("happened\n")
     term.expect("verdict: Paid")
     assert term.wait() == 0
     assert _paid(sx) == []  # never called again: a person said it happened

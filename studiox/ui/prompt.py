@@ -1,142 +1,498 @@
-"""The Decision Queue at a terminal: show the pending action, ask approve / edit / reject / defer.
+"""The Decision Queue at a terminal: the decision's card, and deliberate answers to it.
 
-Typed words or single letters; an empty answer defers, never approves. Only used when standard
-input and output are terminals; otherwise a run parks and prints how to decide later.
+Only used when standard input and output are terminals; otherwise a run parks and prints how to
+decide later. Answers are deliberate: keys typed before the card was drawn are discarded, an empty
+answer defers, and nothing consequential is recorded until the person types a confirmation word
+in full after reading a restatement of what will happen.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
-from rich.console import Console, Group
-from rich.markup import escape
+from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
-from ..governance import APPROVED, REJECTED, Decision, DecisionError, DecisionQueue, edited_action, os_user
-from .rail import clip
+from ..governance import (
+    APPROVED,
+    PENDING,
+    REJECTED,
+    Action,
+    Decision,
+    DecisionError,
+    DecisionQueue,
+    edited_action,
+    os_user,
+)
+from .rail import clip, short, when
 
-VALUE_WIDTH = 500  # an argument's value in the panel; the whole is in 'studiox decision show ID --json'
+VALUE_WIDTH = 500  # an argument's value in the card; the whole is in 'studiox decision show ID --json'
+LONG_TEXT = 80  # a text longer than this (or with several lines) may be edited in $EDITOR
 
 CHOICES = {"a": "approve", "approve": "approve", "e": "edit", "edit": "edit", "r": "reject", "reject": "reject",
            "d": "defer", "defer": "defer", "": "defer"}
+STATUS_STYLE = {PENDING: "yellow", APPROVED: "green", REJECTED: "red"}
+
+Read = Callable[[str], str]
+
+
+# ---------------------------------------------------------------- values as people write and read them
+
+
+def human(value) -> str:
+    """A value as people read it: numbers with thousands separators (amounts with two decimals), text as is.
+
+    Integers: ``1780`` → ``1,780``. Floats with at most two decimals: ``1700.0`` → ``1,700.00``;
+    others keep every digit: ``0.125`` → ``0.125``. Empty text, text with surrounding spaces or
+    several lines, and anything else (lists, objects, booleans, null) are shown as JSON.
+    """
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if round(value, 2) == value and abs(value) < 1e15 else f"{value:,}"
+    if isinstance(value, str):
+        return value if value and value.strip() == value and "\n" not in value else json.dumps(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d+)?|\.\d+)([eE][+-]?\d+)?")
+_GROUPED = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")  # 1,700 · 1,700.00 · 12,345,678.5
+_AMBIGUOUS = re.compile(r"[+-]?[1-9]\d{0,2}\.\d{3}")  # 1.700: one point seven, or (in Europe) 1700?
+
+
+def parse_number(text: str) -> int | float:
+    """A number as people write it, or ValueError saying how to write it.
+
+    The rule: a point is always the decimal point. A comma is a thousands separator only where
+    every comma is followed by exactly three digits (``1,700.00``, ``12,345``); spaces between
+    digits are ignored (``1 700``). Anything that could be read two ways is refused rather than
+    guessed: ``1,5`` and ``1.700,00`` (a decimal comma) and ``1.700`` (1.7, or 1700 written the
+    European way). Without a point or an exponent the number is an integer.
+    """
+    raw = text.strip()
+    compact = re.sub(r"(?<=\d)[ \u00a0\u202f](?=\d)", "", raw)  # 1 700, with any kind of space
+    if _GROUPED.fullmatch(compact):
+        compact = compact.replace(",", "")
+    elif "," in compact:
+        raise ValueError(f"'{raw}' is not a number: a comma only separates thousands (1,700.50); write decimals "
+                         "with a point (1700.5)")
+    elif _AMBIGUOUS.fullmatch(compact):
+        whole = compact.replace(".", "")
+        raise ValueError(f"'{raw}' could be read two ways: write {whole} (or {int(whole):,}) for the whole number, "
+                         f"or {compact.rstrip('0').rstrip('.')} for the decimal one")
+    if not _NUMBER.fullmatch(compact):
+        raise ValueError(f"'{raw}' is not a number (write it like 1700, 1,700.00 or 1700.5)")
+    return float(compact) if any(c in compact for c in ".eE") else int(compact)
+
+
+_YES = {"yes": True, "y": True, "true": True, "no": False, "n": False, "false": False}
+
+
+def _types(schema: dict | None, current) -> set[str]:
+    """The JSON types a field takes: from its schema, else from its current value (None: any)."""
+    kind = (schema or {}).get("type")
+    if kind:
+        return {kind} if isinstance(kind, str) else set(kind)
+    if schema and "enum" in schema:
+        return {_json_type(v) for v in schema["enum"]}
+    return {_json_type(current)} if current is not None else set()
+
+
+def _json_type(value) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object" if isinstance(value, dict) else "null"
+
+
+def parse_field(raw: str, schema: dict | None, current=None):
+    """A typed answer as the value of a field whose schema is ``schema`` (ValueError when it cannot be).
+
+    Numbers as :func:`parse_number` reads them, yes/no/true/false for booleans, null for null,
+    text as typed for strings, and JSON for lists and objects. Without a schema the field's
+    current value says what it is; with neither, JSON if it parses, else text.
+    """
+    text = raw.strip()
+    types = _types(schema, current)
+    if "null" in types and text.lower() == "null":
+        return None
+    if "boolean" in types and text.lower() in _YES:
+        return _YES[text.lower()]
+    problem = None
+    if types & {"number", "integer"}:
+        try:
+            number = parse_number(text)
+        except ValueError as e:
+            problem = e
+        else:
+            if "integer" in types and "number" not in types and isinstance(number, float) and number.is_integer():
+                number = int(number)
+            return number
+    if "string" in types:
+        return text
+    if not types or types & {"array", "object"}:
+        try:
+            return json.loads(text)
+        except ValueError:
+            if types:
+                raise ValueError(f"'{clip(text, 80)}' is not valid JSON") from None
+            return text
+    if problem is not None:
+        raise problem
+    raise ValueError(f"'{clip(text, 80)}' is not {' or '.join(sorted(types))}")
+
+
+# ---------------------------------------------------------------- the card
+
+
+def _wrapping(*parts: str | tuple[str, str]) -> Text:
+    """Text that wraps at any width, and folds a word too long for a line rather than cutting it.
+
+    Explicit, because the CLI's consoles print with soft wrap (no wrapping) for plain lines.
+    """
+    text = Text.assemble(*parts, overflow="fold", no_wrap=False)
+    text.no_wrap = False
+    return text
+
+
+def _value(value) -> tuple[str, bool]:
+    """An argument's value for the card, and whether it had to be cut (beyond ``VALUE_WIDTH``)."""
+    text = human(value) if not isinstance(value, str) else value
+    return clip(text, VALUE_WIDTH), len(text) > VALUE_WIDTH
+
+
+def _arguments_table(arguments: dict, proposed: dict | None = None) -> tuple[Table, bool]:
+    """Argument → value; with ``proposed``, a changed value reads 'from → to'."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("argument", overflow="fold")
+    table.add_column("value", overflow="fold")
+    cut = False
+    for name, value in arguments.items():
+        shown, long = _value(value)
+        cut = cut or long
+        cell = _wrapping(shown)
+        if proposed is not None and _changed(proposed, name, value):
+            before, long = _value(proposed[name]) if name in proposed else ("(none)", False)
+            cut = cut or long
+            cell = _wrapping((before, "strike dim"), " → ", (shown, "bold"), (" (edited)", "yellow"))
+        table.add_row(_wrapping(clip(name, 80)), cell)
+    return table, cut
+
+
+def _changed(proposed: dict, name: str, value) -> bool:
+    # 1700 and 1700.0 are equal in Python but not in the approval's digest: compare as JSON
+    return name not in proposed or json.dumps(proposed[name], sort_keys=True) != json.dumps(value, sort_keys=True)
 
 
 def panel(decision: Decision) -> Panel:
-    """The pending action as people read it: what, with which arguments, why, and the evidence."""
-    request = decision.request
+    """The decision as people read it, wrapped (never cut) at any width.
+
+    Pending: what wants to run, with which arguments, why, and the evidence. Decided: who decided,
+    when and why, and for an approval the arguments approved, each edited one shown from → to.
+    """
+    request, outcome, status = decision.request, decision.outcome, decision.status
     action = request["action"]
-    arguments = Table("argument", "value", box=None, header_style="bold", pad_edge=False)
-    cut = False
-    for name, value in action["arguments"].items():
-        text = _text(value)
-        cut = cut or len(text) > VALUE_WIDTH
-        arguments.add_row(escape(clip(name, 80)), escape(clip(text, VALUE_WIDTH)))
-    parts: list = [f"[bold]{escape(action['target'])}[/] wants to run (step {escape(request['step'])}, "
-                   f"run {request['run']})", arguments]
+    where = f"(step {request['step']}, run {request['run']}, decision {decision.id})"  # the title may be cut
+    parts: list[RenderableType] = []
+    if status == PENDING:
+        parts.append(_wrapping((action["target"], "bold"), f" wants to run {where}"))
+    else:
+        parts.append(_wrapping((action["target"], "bold"), f" {where}"))
+        parts.append(_outcome_text(decision))
+    if outcome and outcome.get("action"):
+        arguments, cut = _arguments_table(outcome["action"]["arguments"], outcome.get("proposed_arguments"))
+        parts.append(_wrapping(("approved arguments", "bold")))
+    else:
+        arguments, cut = _arguments_table(action["arguments"])
+        if status != PENDING:
+            parts.append(_wrapping(("proposed arguments", "bold")))
+    parts.append(arguments)
     if cut:
-        parts.append(f"[dim](long values are cut here; see them whole with: studiox decision show {decision.id} "
-                     "--json)[/]")
+        parts.append(_wrapping((f"(long values are cut here; see them whole with: studiox decision show "
+                                f"{decision.id} --json)", "dim")))
     if request.get("explain"):
-        parts.append(f"[italic]{escape(clip(request['explain'], VALUE_WIDTH))}[/]")
+        parts.append(_wrapping((clip(request["explain"], VALUE_WIDTH), "italic")))
     if request.get("evidence"):
-        evidence = "\n".join(f"· {escape(e['step'])}: {escape(clip(e['message']))}" for e in request["evidence"][-5:])
-        parts.append(f"[dim]what led here:\n{evidence}[/]")
-    return Panel(Group(*parts), title=f"decision needed · {decision.id}", border_style="yellow")
+        parts.append(_wrapping(("what led here:", "dim")))
+        parts += [_wrapping((f"· {e['step']}: {clip(e['message'])}", "dim")) for e in request["evidence"][-5:]]
+    title = "decision needed" if status == PENDING else f"decision {status}"
+    return Panel(Group(*parts), title=f"{title} · {decision.id}", border_style=STATUS_STYLE.get(status, "dim"))
 
 
-def _text(value) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+def _outcome_text(decision: Decision) -> Text:
+    """Who decided, when, and what they said (or why no one did)."""
+    outcome = decision.outcome
+    if outcome is None:
+        why = f"its run has {decision.run_ended}" if decision.run_ended else "its time limit has passed"
+        return _wrapping((f"not decided, and never will be: {why}", "dim"))
+    by = outcome["by"] + (f" (claimed: {outcome['claimed_by']})" if outcome.get("claimed_by") else "")
+    parts: list[str | tuple[str, str]] = [(outcome["status"], f"bold {STATUS_STYLE.get(outcome['status'], '')}"),
+                                          f" by {by} at {when(outcome['at'])}"]
+    if outcome.get("edited"):
+        parts.append(" with edited arguments")
+    if outcome.get("resolution") == "happened":
+        parts.append(f": it happened, and returned {short(outcome.get('result'), 200)}")
+    elif outcome.get("resolution") == "retry":
+        parts.append(": call it again")
+    if outcome.get("note"):
+        parts.append(f" — {clip(outcome['note'])}")
+    return _wrapping(*parts)
 
 
-def ask(decision: Decision, queue: DecisionQueue, *, console: Console, read: Callable[[str], str] = input) -> None:
-    """Ask a person at the terminal; records their decision in ``queue``, or returns having deferred."""
-    console.print(panel(decision))
-    if decision.request.get("in_doubt"):
-        return _ask_in_doubt(decision, queue, console=console, read=read)
+# ---------------------------------------------------------------- asking
+
+
+def flush_typed_ahead() -> None:
+    """Discard the keys typed before a question was shown (standard input, when it is a terminal).
+
+    Keys pressed while a mission was still running sit in the terminal's input buffer; read as
+    answers, an ``a`` Enter typed early would approve a card nobody had seen yet.
+    """
     try:
+        import termios
+    except ImportError:  # not a POSIX terminal (Windows): nothing to discard this way
+        return
+    try:
+        if sys.stdin.isatty():
+            termios.tcflush(sys.stdin.fileno(), termios.TCIFLUSH)
+    except (OSError, ValueError, termios.error):  # standard input closed or not a terminal after all
+        pass
+
+
+def open_editor(text: str) -> str:
+    """``text`` edited in $VISUAL or $EDITOR (ValueError when neither is set or the editor fails)."""
+    command = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+    if not command:
+        raise ValueError("$EDITOR is not set")
+    with tempfile.TemporaryDirectory(prefix="studiox-") as folder:
+        path = Path(folder) / "value.txt"
+        path.write_text(text, encoding="utf-8")
+        try:
+            done = subprocess.run([*shlex.split(command), str(path)], check=False)
+        except OSError as e:
+            raise ValueError(f"could not start the editor '{command}': {e.strerror}") from None
+        if done.returncode != 0:
+            raise ValueError(f"the editor '{command}' exited with status {done.returncode}")
+        edited = path.read_text(encoding="utf-8")
+    return edited[:-1] if edited.endswith("\n") and not text.endswith("\n") else edited  # editors add one
+
+
+class _Asker:
+    """One conversation about one decision: the doors (read, flush, editor) and the console."""
+
+    def __init__(self, decision: Decision, queue: DecisionQueue, console: Console, read: Read,
+                 flush: Callable[[], None], edit_text: Callable[[str], str]):
+        self.decision, self.queue, self.console = decision, queue, console
+        self.read, self.flush, self.edit_text = read, flush, edit_text
+
+    def confirm(self, word: str, restatement: str) -> bool:
+        """Restate what will happen and require ``word`` typed in full; anything else goes back."""
+        self.console.print(_wrapping((f"{word}: ", "bold"), restatement))
+        self.console.file.flush()
+        self.flush()
+        if self.read(f"type {word} to confirm (anything else goes back): ").strip().lower() == word:
+            return True
+        self.console.print(f"not confirmed: nothing was decided ({self.decision.id} is still pending)")
+        return False
+
+    def reject(self) -> None:
+        """A rejection needs a reason: ask until there is one."""
+        reason = ""
+        while not reason:
+            reason = self.read("reason (required): ").strip()
+        self.queue.decide(self.decision.id, REJECTED, by=os_user(), note=reason)
+        self.console.print(f"[red]rejected[/] {self.decision.id}")
+
+    def deferred(self, how: str) -> None:
+        self.console.print(f"deferred: decide later with {how}")
+
+    def menu(self) -> None:
+        decision = self.decision
+        proposed = decision.request["action"]
         while True:
-            answer = CHOICES.get(read("approve (a), edit (e), reject (r) or defer (d)? [defer] ").strip().lower())
+            answer = CHOICES.get(self.read("approve (a), edit (e), reject (r) or defer (d)? [defer] ").strip().lower())
             if answer is None:
-                console.print("please answer a, e, r or d")
+                self.console.print("please answer a, e, r or d")
                 continue
             if answer == "defer":
-                console.print(f"deferred: decide later with 'studiox approve {decision.id}' or 'studiox reject "
-                              f"{decision.id} --reason ...'")
-                return
+                return self.deferred(f"'studiox approve {decision.id}' or 'studiox reject {decision.id} "
+                                     "--reason ...'")
             if answer == "reject":
-                _reject(decision, queue, read)
-                console.print(f"[red]rejected[/] {decision.id}")
-                return
+                return self.reject()
             action = None
             if answer == "edit":
-                action = _edit(decision, console, read)
-                if action is None:
+                edited, action = self.edit()
+                if not edited:
                     continue
-            note = read("note (optional): ").strip() or None
-            queue.decide(decision.id, APPROVED, by=os_user(), note=note, action=action)
-            console.print(f"[green]approved[/] {decision.id}" + (" with edited arguments" if action else ""))
+            note = self.read("note (optional): ").strip() or None
+            arguments = action.arguments if action else proposed["arguments"]
+            if not self.confirm("approve", restate(proposed, arguments)):
+                continue
+            self.queue.decide(decision.id, APPROVED, by=os_user(), note=note, action=action)
+            self.console.print(f"[green]approved[/] {decision.id}" + (" with edited arguments" if action else ""))
             return
-    except EOFError:
-        console.print("no answer (end of input): the decision is deferred")
-    except DecisionError as e:  # decided meanwhile from another shell
-        console.print(escape(str(e)))
 
+    def edit(self) -> tuple[bool, Action | None]:
+        """Ask field by field (empty keeps a value): (True, the edited action, or None when nothing
+        changed), or (False, None) to go back to the menu.
 
-def _reject(decision: Decision, queue: DecisionQueue, read) -> None:
-    """A rejection needs a reason: ask until there is one."""
-    reason = ""
-    while not reason:
-        reason = read("reason (required): ").strip()
-    queue.decide(decision.id, REJECTED, by=os_user(), note=reason)
+        Each answer is read by the field's type and checked against the tool's input schema at
+        once, so only a field that does not fit is asked again; the whole set is checked again by
+        :func:`edited_action`. The changes are shown from → to before the confirmation.
+        """
+        decision = self.decision
+        proposed = decision.request["action"]
+        if proposed["kind"] == "step":
+            self.console.print(f"a step's approval ({proposed['target']}) has no arguments to correct: approve or "
+                               "reject it as it is")
+            return False, None
+        schema = decision.request.get("input_schema")
+        if proposed["kind"] == "budget":  # only how much more to allow can change
+            schema = {"type": "object", "properties": {"raise_by": {"type": "number", "exclusiveMinimum": 0}}}
+            names = ["raise_by"]
+        else:
+            required = [n for n in (schema or {}).get("required", []) if n not in proposed["arguments"]]
+            names = [*proposed["arguments"], *required]
+        arguments = dict(proposed["arguments"])
+        for name in names:
+            value = self.field(name, arguments, schema)
+            if name in arguments or value is not None:  # a missing field left empty stays missing
+                arguments[name] = value
+        edits = {n: v for n, v in arguments.items() if _changed(proposed["arguments"], n, v)}
+        if not edits:
+            self.console.print("nothing changed: the action as proposed")
+            return True, None
+        try:
+            action = edited_action(decision, edits)
+        except DecisionError as e:
+            self.console.print(str(e), style="red", markup=False)
+            return False, None
+        changes = Table(box=None, header_style="bold", pad_edge=False)
+        for column in ("argument", "from", "to"):
+            changes.add_column(column, overflow="fold")
+        for name, value in edits.items():
+            before = human(proposed["arguments"][name]) if name in proposed["arguments"] else "(none)"
+            changes.add_row(_wrapping(name), _wrapping(clip(before, VALUE_WIDTH)), _wrapping(clip(human(value),
+                                                                                                 VALUE_WIDTH)))
+        self.console.print(changes)
+        return True, action
 
-
-def _edit(decision: Decision, console: Console, read):
-    """Ask for each argument's new value (empty keeps it); None when the edit does not fit the tool."""
-    edits = {}
-    for name, value in decision.request["action"]["arguments"].items():
-        raw = read(f"  {name} [{clip(_text(value), 80)}]: ").strip()
-        if raw:
-            try:
-                edits[name] = json.loads(raw)
-            except ValueError:
-                edits[name] = raw
-    try:
-        return edited_action(decision, edits)
-    except DecisionError as e:
-        console.print(f"[red]{escape(str(e))}[/]")
-        return None
-
-
-def _ask_in_doubt(decision: Decision, queue: DecisionQueue, *, console: Console, read) -> None:
-    """A cut-off call: did it happen (and with what result), or must it be called again?"""
-    choices = {"h": "happened", "happened": "happened", "t": "retry", "retry": "retry", "r": "reject",
-               "reject": "reject", "d": "defer", "defer": "defer", "": "defer"}
-    try:
+    def field(self, name: str, arguments: dict, schema: dict | None):
+        """One field's new value: asked until it fits the schema (empty keeps the current one)."""
+        current = arguments.get(name)
+        sub = ((schema or {}).get("properties") or {}).get(name)
+        long_text = isinstance(current, str) and (len(current) > LONG_TEXT or "\n" in current)
         while True:
-            answer = choices.get(read("it happened (h), call it again (t), give up (r) or defer (d)? [defer] ")
+            hint = " (e: edit it in $EDITOR)" if long_text else ""
+            shown = short(human(current), 60) if name in arguments else ""
+            raw = self.read(f"  {name} [{shown}]{hint}: ")
+            if not raw.strip():
+                return current
+            try:
+                if long_text and raw.strip().lower() == "e":
+                    value = self.edit_text(str(current))
+                else:
+                    value = parse_field(raw, sub, current)
+            except ValueError as e:
+                self.console.print(f"  {name}: {e}", markup=False, highlight=False)
+                if long_text and raw.strip().lower() == "e":
+                    self.console.print("  type the new value here instead (on one line)")
+                    long_text = False
+                continue
+            problems = _field_problems(schema, {**arguments, name: value}, name)
+            if not problems:
+                return value
+            self.console.print(f"  {name}: {problems}", markup=False, highlight=False)
+
+    def in_doubt(self) -> None:
+        """A cut-off call: did it happen (and with what result), or must it be called again?"""
+        decision = self.decision
+        action = decision.request["action"]
+        choices = {"h": "happened", "happened": "happened", "t": "retry", "retry": "retry", "r": "reject",
+                   "reject": "reject", "d": "defer", "defer": "defer", "": "defer"}
+        while True:
+            answer = choices.get(self.read("it happened (h), call it again (t), give up (r) or defer (d)? [defer] ")
                                  .strip().lower())
             if answer is None:
-                console.print("please answer h, t, r or d")
+                self.console.print("please answer h, t, r or d")
             elif answer == "defer":
-                console.print(f"deferred: decide later with 'studiox approve {decision.id} --happened|--retry'")
-                return
+                return self.deferred(f"'studiox approve {decision.id} --happened|--retry'")
             elif answer == "reject":
-                _reject(decision, queue, read)
-                return
+                return self.reject()
             elif answer == "retry":
-                queue.decide(decision.id, APPROVED, by=os_user(), resolution="retry")
-                return
+                if self.confirm("retry", f"call {restate(action, action['arguments'])} again"):
+                    self.queue.decide(decision.id, APPROVED, by=os_user(), resolution="retry")
+                    return
             else:
-                raw = read("what did it return? (JSON or text, empty for nothing) ").strip()
+                raw = self.read("what did it return? (JSON or text, empty for nothing) ").strip()
                 try:
                     result = json.loads(raw) if raw else None
                 except ValueError:
                     result = raw
-                queue.decide(decision.id, APPROVED, by=os_user(), resolution="happened", result=result)
-                return
+                if self.confirm("happened", f"{action['target']} happened and returned {short(result, 200)}; it "
+                                            "will not be called again"):
+                    self.queue.decide(decision.id, APPROVED, by=os_user(), resolution="happened", result=result)
+                    return
+
+
+def _field_problems(schema: dict | None, arguments: dict, name: str) -> str:
+    """Why the value of ``name`` does not fit the schema ('' when it does); other fields are not judged here."""
+    if not schema:
+        return ""
+    import jsonschema
+
+    errors = [e for e in jsonschema.Draft202012Validator(schema).iter_errors(arguments)
+              if e.absolute_path and e.absolute_path[0] == name]
+    return "; ".join(f"{'.'.join(map(str, list(e.absolute_path)[1:])) + ': ' if len(e.absolute_path) > 1 else ''}"
+                     f"{e.message}" for e in errors)
+
+
+def restate(action: dict, arguments: dict) -> str:
+    """One line saying what will run: the target and each argument, an edited one as 'new (was old)'."""
+    proposed = action["arguments"]
+    parts = []
+    for name, value in arguments.items():
+        was = ""
+        if _changed(proposed, name, value):
+            was = f" (was {short(human(proposed[name]), 40)})" if name in proposed else " (new)"
+        parts.append(f"{name} {short(human(value), 60)}{was}")
+    target = f"step {action['target']}" if action["kind"] == "step" else action["target"]
+    return f"{target} {' · '.join(parts)}" if parts else target
+
+
+def ask(decision: Decision, queue: DecisionQueue, *, console: Console, read: Read = input,
+        flush: Callable[[], None] = flush_typed_ahead, edit_text: Callable[[str], str] = open_editor) -> None:
+    """Ask a person at the terminal; records their decision in ``queue``, or returns having deferred.
+
+    ``read`` asks one question, ``flush`` discards what was typed before a question was shown, and
+    ``edit_text`` edits a long text in the person's editor: doors for tests, which drive the prompt
+    without a terminal.
+    """
+    console.print(panel(decision))
+    console.file.flush()
+    flush()  # only keys typed after the card is on the screen answer it
+    asker = _Asker(decision, queue, console, read, flush, edit_text)
+    try:
+        if decision.request.get("in_doubt"):
+            asker.in_doubt()
+        else:
+            asker.menu()
     except EOFError:
         console.print("no answer (end of input): the decision is deferred")
-    except DecisionError as e:
-        console.print(escape(str(e)))
+    except DecisionError as e:  # decided meanwhile from another shell
+        console.print(str(e), markup=False)

@@ -36,13 +36,20 @@ class Terminal:
                 return
             self.screen += _ANSI.sub("", chunk)
 
-    def expect(self, text: str, timeout: float = 20) -> str:
-        """Wait until ``text`` has appeared on the screen; return the screen so far."""
+    def expect(self, text: str, timeout: float = 20, times: int = 1) -> str:
+        """Wait until ``text`` has appeared on the screen (``times`` times); return the screen so far."""
         deadline = time.time() + timeout
-        while text not in self.screen:
+        while self.screen.count(text) < times:
             if time.time() > deadline:
                 raise AssertionError(f"{text!r} did not appear; the screen shows:\n{self.screen}")
             self._read(0.1)
+        return self.screen
+
+    def settle(self, seconds: float) -> str:
+        """Keep reading for ``seconds`` (to see that nothing more happens); return the screen so far."""
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            self._read(min(0.1, max(deadline - time.time(), 0)))
         return self.screen
 
     def type(self, keys: str) -> None:
