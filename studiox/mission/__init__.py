@@ -50,6 +50,11 @@ class Approval:
     timeout: float | None = None
     on_reject: dict | None = None
     on_timeout: dict | None = None
+    # who may decide (checked by studiox.governance.check_decider)
+    approvers: tuple[str, ...] = ()  # OS users and Unix groups; empty: anyone
+    four_eyes: bool = False  # the run's starter may not approve
+    quorum: int = 1  # distinct people who must approve
+    quorum_when: str | None = None  # the quorum applies only when this holds
 
 
 @dataclass(frozen=True)
@@ -247,6 +252,10 @@ def _step(raw: dict, path: tuple) -> Step:
                 timeout=seconds(a.get("timeout")),
                 on_reject=a.get("on_reject"),
                 on_timeout=a.get("on_timeout"),
+                approvers=tuple(a.get("approvers", ())),
+                four_eyes=a.get("four_eyes", False),
+                quorum=a.get("quorum", 1),
+                quorum_when=a.get("quorum_when"),
             )
     children = tuple(_step(s, (*path, "steps", i)) for i, s in enumerate(raw.get("steps", ())))
     return Step(
