@@ -89,6 +89,13 @@ class Decision:
         return approvals_needed(self.rules, edited)
 
     @property
+    def progress(self) -> str | None:
+        """Where a pending quorum stands, in words: 'approved by alice; 1 more approver needed (quorum 2)'."""
+        if self.outcome is not None or not self.approvals:
+            return None
+        return f"approved by {', '.join(a['by'] for a in self.approvals)}; {_missing(self.quorum, len(self.approvals))}"
+
+    @property
     def status(self) -> str:
         """pending · approved · rejected · expired · void (its run ended without it)."""
         if self.outcome:
@@ -207,8 +214,12 @@ def check_decider(rules: dict | None, status: str, who: str, groups: Iterable[st
 
 
 def _already_approved(who: str, needed: int, given: int) -> str:
+    return f"{who} already approved; {_missing(needed, given)}"
+
+
+def _missing(needed: int, given: int) -> str:
     missing = max(needed - given, 0)
-    return f"{who} already approved; {missing} more approver{'s' if missing != 1 else ''} needed (quorum {needed})"
+    return f"{missing} more approver{'s' if missing != 1 else ''} needed (quorum {needed})"
 
 
 class DecisionQueue:
