@@ -13,11 +13,13 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 from conftest import write_mission
+from support.terminal import Terminal
 
 GROUP = "sxtest-finance"
 USERS = {"sxtest-alice": [GROUP], "sxtest-bob": [GROUP], "sxtest-carol": [], "sxtest-dave": []}
@@ -208,3 +210,16 @@ def test_policy_never_counts_toward_a_quorum(shell):
     assert result.returncode == 3, result.stdout + result.stderr
     assert "the auto-approval rule holds, but a quorum of 2 needs people" in result.stdout
     assert s.paid() == []
+
+
+def test_at_the_terminal_the_starter_is_refused_under_four_eyes_and_the_run_parks(sx, tmp_path):
+    mission = write_mission(tmp_path / "approvers.yaml", MISSION % "      four_eyes: true")
+    term = Terminal([sys.executable, "-m", "support.sx", "run", str(mission)], sx.env(COLUMNS="120"))
+    term.expect("defer (d)? [defer]")
+    term.type("a\n")
+    term.expect("note (optional):")
+    term.type("\n")
+    screen = term.expect("waiting for a decision")
+    assert f"you ({pwd.getpwuid(os.getuid()).pw_name}) started this run; four-eyes: someone else must approve" in screen
+    assert term.wait() == 3
+    assert [e for e in sx.effects_log() if e["tool"] == "pay"] == []
