@@ -122,9 +122,11 @@ def os_user() -> str:
     Not ``getpass.getuser()``: it believes $USER and $LOGNAME, which anyone can set.
     """
     try:
-        return pwd.getpwuid(os.getuid()).pw_name
+        name = pwd.getpwuid(os.getuid()).pw_name
     except KeyError:  # a uid with no name (a container without the user in /etc/passwd)
         return str(os.getuid())
+    # a person is never taken for the auto-approval rule or the time limit, whatever their name
+    return name if name not in (POLICY, STUDIOX) else f"{name} (uid {os.getuid()})"
 
 
 def os_groups(user: str) -> frozenset[str]:
@@ -358,8 +360,12 @@ class DecisionQueue:
 
     def _complete(self, decision: Decision) -> bool:
         """Write the approved outcome of a pending decision whose quorum its recorded approvals reach."""
-        approvals = decision.approvals
-        if not approvals or len(approvals) < decision.quorum:
+        if not decision.approvals:
+            return False
+        # only approvals of the first one's action count (two may approve different ones at the same moment)
+        first = decision.approvals[0]["action"]["digest"]
+        approvals = [a for a in decision.approvals if a["action"]["digest"] == first]
+        if len(approvals) < decision.quorum:
             return False
         names = ", ".join(a["by"] for a in approvals)
         notes = "; ".join(f"{a['by']}: {a['note']}" for a in approvals if a.get("note")) or None

@@ -283,3 +283,28 @@ def test_os_groups_are_the_primary_group_and_the_supplementary_ones():
     me = pwd.getpwuid(os.getuid())
     assert grp.getgrgid(me.pw_gid).gr_name in os_groups(me.pw_name)
     assert os_groups("sxtest-no-such-user") == frozenset()
+
+
+def test_approvals_of_different_actions_given_at_the_same_moment_never_add_up(queue):
+    decision = _file(queue, Approval(quorum=2))
+    for who, amount in (("bob", 118), ("carol", 120)):  # both filed before either saw the other
+        queue.store.add_record(f"decision:{decision.id}:approval:{who}", {
+            "by": who, "claimed_by": None, "at": queue.clock(), "note": None, "approver": None,
+            "action": PAY.with_arguments({"amount": amount}).as_dict()})
+    with pytest.raises(DecisionError, match=r"bob approved other arguments \(amount=118\)"):
+        queue.decide(decision.id, APPROVED, by="dave")
+    assert queue.get(decision.id).status == PENDING
+    done = queue.decide(decision.id, APPROVED, by="dave", action=PAY.with_arguments({"amount": 118}))
+    assert done.outcome is not None and [a["by"] for a in done.outcome["approvals"]] == ["bob", "dave"]
+
+
+def test_a_person_named_like_the_auto_approval_rule_is_not_taken_for_it(monkeypatch):
+    import pwd
+
+    from studiox import governance
+
+    class Entry:
+        pw_name = "policy"
+
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: Entry())
+    assert governance.os_user().startswith("policy (uid ")
