@@ -283,7 +283,13 @@ def decision_json(decision: Decision) -> dict:
     for name in ("requested_at", "expires_at"):
         request[name] = iso(request.get(name))
     outcome = {**decision.outcome, "at": iso(decision.outcome["at"])} if decision.outcome else None
-    return {"id": decision.id, "status": decision.status, **request, "outcome": outcome}
+    # the people who approved (so far, while a quorum is pending), and how many must
+    given = (decision.outcome.get("approvals") or []) if decision.outcome else decision.approvals
+    approvals = [{**{k: v for k, v in a.items() if k != "action"}, "at": iso(a["at"])} for a in given]
+    if outcome and "approvals" in outcome:
+        outcome["approvals"] = approvals
+    return {"id": decision.id, "status": decision.status, **request, "outcome": outcome,
+            "quorum": decision.quorum, "approvals": approvals}
 
 
 @dataclass
@@ -296,8 +302,13 @@ class Decided:
 
 def decide(store: Store, decision_id: str, status: str, *, by: str, claimed: str | None = None,
            note: str | None = None, edits: list[str] | None = None, resolution: str | None = None,
-           result: str | None = None) -> Decided:
-    """Approve or reject a pending decision, with edits (``NAME=VALUE``) checked before anything is recorded."""
+           result: str | None = None, groups: list[str] | None = None) -> Decided:
+    """Approve or reject a pending decision, with edits (``NAME=VALUE``) checked before anything is recorded.
+
+    ``by`` is the person a face has identified, with their ``groups`` (default: the OS user's Unix
+    groups); who may decide is checked by ``governance.check_decider``. Under a quorum, an approval
+    may leave the decision pending: ``decision.approvals`` and ``decision.quorum`` say how far it is.
+    """
     from .governance import APPROVED, edited_action, parse_edits
 
     decisions = queue(store)
@@ -320,5 +331,5 @@ def decide(store: Store, decision_id: str, status: str, *, by: str, claimed: str
             entered = result  # plain text is a result too
     before = decision.outcome
     decision = decisions.decide(decision_id, status, by=by, claimed=claimed, note=note, action=action,
-                                resolution=resolution, result=entered)
+                                resolution=resolution, result=entered, groups=groups)
     return Decided(decision, before is None and (decision.status == status or status == APPROVED))

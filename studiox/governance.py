@@ -6,15 +6,21 @@ step does not require approval. A mission's auto-approval rule decides as ``poli
 that decision is recorded like any other. Decisions are immutable facts in the store: the
 first answer written wins, so approving twice is harmless and approve-versus-reject races
 have exactly one winner.
+
+Who may decide (``approvers``, ``four_eyes``, ``quorum``) is checked here and only here, by
+:func:`check_decider`, whatever face a person uses: the rules are snapshotted into the decision
+when it is filed, and every answer passes through :meth:`DecisionQueue.decide`.
 """
 
 from __future__ import annotations
 
-import getpass
+import grp
 import hashlib
 import json
 import os
+import pwd
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from .errors import DecisionError, RunNotFound, StudioxError
@@ -25,6 +31,7 @@ from .state.store import Store
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 PENDING, APPROVED, REJECTED, EXPIRED, VOID = "pending", "approved", "rejected", "expired", "void"
+POLICY, STUDIOX = "policy", "studiox"  # deciders that are not people: the auto-approval rule, the time limit
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,28 @@ class Decision:
     outcome: dict | None = None
     expired_now: bool = field(default=False)
     run_ended: str | None = None  # how the run ended, if it ended without this decision
+    approvals: list[dict] = field(default_factory=list)  # so far, toward a quorum still pending
+
+    @property
+    def rules(self) -> dict | None:
+        """Who may decide, as filed with the request (None: anyone who can reach the Decision Queue)."""
+        return self.request.get("rules")
+
+    @property
+    def quorum(self) -> int:
+        """How many distinct people must approve it (see :func:`approvals_needed`)."""
+        if self.outcome is not None:
+            edited = bool(self.outcome.get("edited"))
+        else:
+            edited = bool(self.approvals) and self.approvals[0]["action"]["digest"] != self.request["action"]["digest"]
+        return approvals_needed(self.rules, edited)
+
+    @property
+    def progress(self) -> str | None:
+        """Where a pending quorum stands, in words: 'approved by alice; 1 more approver needed (quorum 2)'."""
+        if self.outcome is not None or not self.approvals:
+            return None
+        return f"approved by {', '.join(a['by'] for a in self.approvals)}; {_missing(self.quorum, len(self.approvals))}"
 
     @property
     def status(self) -> str:
@@ -106,10 +135,111 @@ def needs_decision(step, action: Action) -> bool:
 
 
 def os_user() -> str:
+    """The OS user of this process, by its real uid: who decides at a terminal or in a shell.
+
+    Not ``getpass.getuser()``: it believes $USER and $LOGNAME, which anyone can set.
+    """
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
+        name = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a uid with no name (a container without the user in /etc/passwd)
         return str(os.getuid())
+    # a person is never taken for the auto-approval rule or the time limit, whatever their name
+    return name if name not in (POLICY, STUDIOX) else f"{name} (uid {os.getuid()})"
+
+
+def os_groups(user: str) -> frozenset[str]:
+    """The Unix groups of an OS user: its primary group and every group that lists it (none if unknown)."""
+    try:
+        entry = pwd.getpwnam(user)
+        gids = os.getgrouplist(user, entry.pw_gid)
+    except (KeyError, OSError):
+        return frozenset()
+    names = set()
+    for gid in gids:
+        try:
+            names.add(grp.getgrgid(gid).gr_name)
+        except KeyError:
+            names.add(str(gid))
+    return frozenset(names)
+
+
+# ---------------------------------------------------------------------------- who may decide
+
+
+def approval_rules(approval, data: dict, action: Action, *, in_doubt: bool = False) -> dict | None:
+    """The rules of who may decide a step's decision, as filed with it; None when the step sets none.
+
+    ``quorum_when`` is evaluated here, once, over the run's ``data`` and the action's arguments
+    (``args``); a rule that cannot be evaluated keeps the quorum (a failing rule never lowers the
+    bar). A quorum is about letting an action run: an in-doubt question (did a cut-off call
+    happen?) and a budget raise are answered by one eligible person.
+    """
+    if approval is None or not (approval.approvers or approval.four_eyes or approval.quorum > 1):
+        return None
+    rules: dict = {"approvers": list(approval.approvers), "four_eyes": approval.four_eyes, "quorum": 1}
+    if approval.quorum > 1 and not in_doubt and action.kind in ("tool", "step"):
+        rules["quorum"] = approval.quorum
+        if approval.quorum_when:
+            from . import expressions
+
+            rule: dict = {"quorum": approval.quorum, "when": approval.quorum_when}
+            try:
+                rule["result"] = bool(expressions.render(approval.quorum_when, {**data, "args": action.arguments}))
+            except expressions.ExpressionError as e:
+                rule.update(result=True, error=f"{e.message}; the quorum applies")
+            rules["quorum_rule"] = rule
+            rules["quorum"] = approval.quorum if rule["result"] else 1
+    return rules
+
+
+def approvals_needed(rules: dict | None, edited: bool) -> int:
+    """How many distinct people must approve. Approving edited arguments needs the full quorum when
+    ``quorum_when`` had waived it: the rule was evaluated over the proposed arguments, not the edited ones."""
+    if not rules:
+        return 1
+    rule = rules.get("quorum_rule")
+    return rule["quorum"] if edited and rule else rules.get("quorum", 1)
+
+
+def check_decider(rules: dict | None, status: str, who: str, groups: Iterable[str], approvals: list[dict] | None = None,
+                  *, edited: bool = False, claimed: str | None = None) -> str | None:
+    """May ``who`` (with ``groups``) answer ``status`` under ``rules``? Raises DecisionError saying why not;
+    returns the entry of ``approvers`` that admits them (None when there is no list).
+
+    The one place these rules live. ``approvals`` are those already given toward a quorum. A
+    claimed name (``--as``) is only a label: it never admits anyone nor counts as a person.
+    """
+    if not rules or status not in (APPROVED, REJECTED) or who == STUDIOX:
+        return None
+    needed = approvals_needed(rules, edited)
+    if who == POLICY:
+        if status == APPROVED and needed > 1:
+            raise DecisionError(f"a quorum of {needed} needs people: the auto-approval rule does not count toward it")
+        return None  # the mission's own rule, recorded as such
+    approvers = rules.get("approvers") or []
+    admitted = None
+    if approvers:
+        mine = {who, *groups}
+        admitted = next((name for name in approvers if name in mine), None)
+        if admitted is None:
+            claim = f"; '--as {claimed}' is a label and admits no one" if claimed else ""
+            raise DecisionError(f"{who} is not among the approvers ({', '.join(approvers)}){claim}")
+    if status != APPROVED:
+        return admitted  # anyone who may decide may stop an action, the run's starter included
+    if rules.get("four_eyes") and who == rules.get("started_by"):
+        raise DecisionError(f"you ({who}) started this run; four-eyes: someone else must approve")
+    if any(a["by"] == who for a in approvals or ()):
+        raise DecisionError(_already_approved(who, needed, len(approvals or ())))
+    return admitted
+
+
+def _already_approved(who: str, needed: int, given: int) -> str:
+    return f"{who} already approved; {_missing(needed, given)}"
+
+
+def _missing(needed: int, given: int) -> str:
+    missing = max(needed - given, 0)
+    return f"{missing} more approver{'s' if missing != 1 else ''} needed (quorum {needed})"
 
 
 class DecisionQueue:
@@ -121,18 +251,23 @@ class DecisionQueue:
 
     def request(self, *, run_id: str, mission: str, step: str, action: Action, evidence: list, explain: str | None,
                 timeout: float | None, in_doubt: bool = False, slot: str | None = None, key: str | None = None,
-                new_id=None) -> Decision:
+                new_id=None, rules: dict | None = None) -> Decision:
         """File a pending decision for ``slot`` of a run; returns it with its short id.
 
         The slot is claimed first (``slot:RUN:SLOT`` → id), then the decision is written: a crash
         between the two leaves a claim that :meth:`for_slot` completes, never a second decision.
         An ``in_doubt`` decision asks whether a cut-off call happened, rather than whether it may run.
+        ``rules`` (from :func:`approval_rules`) say who may decide; they are filed with the run's
+        starter, so the record shows which rules applied.
         """
         now = self.clock()
         slot = slot or step
         record = {"run": run_id, "mission": mission, "key": key, "step": step, "slot": slot, "action": action.as_dict(),
                   "in_doubt": in_doubt, "input_schema": action.input_schema, "evidence": evidence,
                   "explain": explain, "requested_at": now, "expires_at": now + timeout if timeout else None}
+        if rules:
+            started = self.store.event(run_id, 1) or {}
+            record["rules"] = {**rules, "started_by": started.get("user")}
         for _ in range(50):
             decision_id = (new_id or _new_id)()
             if self.store.record(f"decision:{decision_id}") is not None:
@@ -162,8 +297,14 @@ class DecisionQueue:
         expires = request.get("expires_at")
         _, last = summary(self.store, request["run"])
         ended = last["status"] if last is not None and last["type"] == "run_finished" else None
+        approvals = self._approvals(decision_id) if outcome is None and _may_need_quorum(request) else []
         return Decision(decision_id, request, outcome, expired_now=bool(expires and self.clock() >= expires),
-                        run_ended=ended)
+                        run_ended=ended, approvals=approvals)
+
+    def _approvals(self, decision_id: str) -> list[dict]:
+        """The approvals given so far toward a decision's quorum, in the order they were given."""
+        found = [r for _, r in self.store.records(f"decision:{decision_id}:approval:")]
+        return sorted(found, key=lambda a: a["at"])
 
     def all(self) -> list[Decision]:
         """Every decision, oldest first."""
@@ -173,22 +314,42 @@ class DecisionQueue:
 
     def decide(self, decision_id: str, status: str, *, by: str, claimed: str | None = None, note: str | None = None,
                action: Action | None = None, rule: dict | None = None, resolution: str | None = None,
-               result=None) -> Decision:
+               result=None, groups: Iterable[str] | None = None) -> Decision:
         """Record an outcome. The first outcome written wins; a different later one is an error.
 
-        For an in-doubt decision, an approval says how: ``resolution`` 'happened' (with the
-        ``result`` the person saw) or 'retry' (call it again).
+        ``by`` is who decides: a person identified by the face they use (at a terminal or in a
+        shell, the OS user; ``groups`` default to its Unix groups), ``policy`` or ``studiox``. The
+        decision's rules are checked first (:func:`check_decider`); a refusal records nothing.
+        Under a quorum an approval is recorded on its own, and the outcome is written when enough
+        distinct people have approved; a rejection decides at once. For an in-doubt decision, an
+        approval says how: ``resolution`` 'happened' (with the ``result`` the person saw) or
+        'retry' (call it again).
         """
         decision = self.get(decision_id)
         if status == APPROVED and decision.request.get("in_doubt") and resolution not in ("happened", "retry"):
             raise DecisionError(f"decision {decision_id} asks whether an interrupted call happened: approve it with "
                                 "--happened (and --result JSON) if it did, or --retry to call it again")
         if status in (APPROVED, REJECTED) and decision.outcome is None and decision.expired_now:
-            self._write(decision, EXPIRED, by="studiox", note="the decision timed out before anyone decided")
+            self._write(decision, EXPIRED, by=STUDIOX, note="the decision timed out before anyone decided")
+            decision = self.get(decision_id)
+        if decision.outcome is None and self._complete(decision):  # a quorum reached by someone cut short
             decision = self.get(decision_id)
         if decision.outcome is None:
-            if self._write(decision, status, by=by, claimed=claimed, note=note, action=action, rule=rule,
-                           resolution=resolution, result=result):
+            proposed = decision.request["action"]
+            approving = action.as_dict() if action else proposed
+            agreed = decision.approvals[0]["action"] if decision.approvals else approving
+            edited = proposed["digest"] != approving["digest"] or proposed["digest"] != agreed["digest"]
+            if decision.rules and decision.rules.get("approvers") and groups is None and by not in (POLICY, STUDIOX):
+                groups = os_groups(by)
+            admitted = check_decider(decision.rules, status, by, groups or (), decision.approvals, edited=edited,
+                                     claimed=claimed)
+            mine = {"by": by, "claimed_by": claimed, "at": self.clock(), "note": note, "approver": admitted}
+            if status == APPROVED and approvals_needed(decision.rules, edited) > 1:
+                return self._approve_toward_quorum(decision, mine, approving)
+            people = by not in (POLICY, STUDIOX)
+            approvals = [*map(_public, decision.approvals), *([mine] if status == APPROVED else [])] if people else None
+            if self._write(decision, status, by=by, claimed=claimed, note=note, approved=approving, rule=rule,
+                           resolution=resolution, result=result, approvals=approvals):
                 return self.get(decision_id)
             decision = self.get(decision_id)  # someone else decided in the meantime
         existing = decision.outcome
@@ -201,17 +362,66 @@ class DecisionQueue:
         raise DecisionError(f"decision {decision_id} was already {existing['status']} by {existing['by']} at "
                             f"{_when(existing['at'])}; a decision once made is never changed")
 
+    def _approve_toward_quorum(self, decision: Decision, mine: dict, approving: dict) -> Decision:
+        """Record one person's approval (``decision:ID:approval:USER``); when it completes the quorum,
+        write the outcome. Every approver of a quorum approves the same action."""
+        first = decision.approvals[0] if decision.approvals else None
+        if first is not None and first["action"]["digest"] != approving["digest"]:
+            raise DecisionError(f"{first['by']} approved {_arguments_of(first['action'], decision)}; every approver "
+                                "of a quorum approves the same action: approve with the same --set values, or reject")
+        if not self.store.add_record(f"decision:{decision.id}:approval:{mine['by']}", {**mine, "action": approving}):
+            decision = self.get(decision.id)  # the same person, from two shells at once
+            raise DecisionError(_already_approved(mine["by"], decision.quorum, len(decision.approvals)))
+        decision = self.get(decision.id)
+        self._complete(decision)  # also when another approval landed at the same moment
+        return self.get(decision.id)
+
+    def _complete(self, decision: Decision) -> bool:
+        """Write the approved outcome of a pending decision whose quorum its recorded approvals reach."""
+        if not decision.approvals:
+            return False
+        # only approvals of the first one's action count (two may approve different ones at the same moment)
+        first = decision.approvals[0]["action"]["digest"]
+        approvals = [a for a in decision.approvals if a["action"]["digest"] == first]
+        if len(approvals) < decision.quorum:
+            return False
+        names = ", ".join(a["by"] for a in approvals)
+        notes = "; ".join(f"{a['by']}: {a['note']}" for a in approvals if a.get("note")) or None
+        self._write(decision, APPROVED, by=names, note=notes, approved=approvals[0]["action"],
+                    approvals=[_public(a) for a in approvals])
+        return True
+
     def _write(self, decision: Decision, status: str, *, by: str, claimed: str | None = None, note: str | None = None,
-               action: Action | None = None, rule: dict | None = None, resolution: str | None = None,
-               result=None) -> bool:
+               approved: dict | None = None, rule: dict | None = None, resolution: str | None = None,
+               result=None, approvals: list[dict] | None = None) -> bool:
         proposed = decision.request["action"]
         outcome = {"status": status, "by": by, "claimed_by": claimed, "at": self.clock(), "note": note, "rule": rule,
                    "resolution": resolution, "result": result}
+        if approvals is not None:
+            outcome["approvals"] = approvals  # every person who approved, with time and note
         if status == APPROVED:
-            approved = action.as_dict() if action else proposed
+            approved = approved or proposed
             outcome.update(action=approved, proposed_arguments=proposed["arguments"],
                            edited=approved["digest"] != proposed["digest"])
         return self.store.add_record(f"decision:{decision.id}:outcome", outcome)
+
+
+def _may_need_quorum(request: dict) -> bool:
+    rules = request.get("rules") or {}
+    return rules.get("quorum", 1) > 1 or "quorum_rule" in rules
+
+
+def _public(approval: dict) -> dict:
+    """An approval as the outcome lists it (the approved action is the outcome's own)."""
+    return {k: v for k, v in approval.items() if k != "action"}
+
+
+def _arguments_of(action: dict, decision: Decision) -> str:
+    proposed = decision.request["action"]["arguments"]
+    changed = {k: v for k, v in action["arguments"].items() if proposed.get(k) != v}
+    if not changed:
+        return "the proposed arguments"
+    return "other arguments (" + ", ".join(f"{k}={json.dumps(v)}" for k, v in changed.items()) + ")"
 
 
 def parse_edits(pairs: list[str]) -> dict:

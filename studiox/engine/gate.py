@@ -14,7 +14,7 @@ import signal
 
 from .. import expressions
 from ..errors import StepError
-from ..governance import APPROVED, EXPIRED, Action, Decision
+from ..governance import APPROVED, EXPIRED, Action, Decision, DecisionError, approval_rules
 from ..mission import Step
 from .control import Park, Rejected, RunView
 
@@ -87,7 +87,8 @@ class Gate:
                     key=run.state.key or None,
                     evidence=[{"step": o["step"], "message": o["message"]} for o in run.observations[-20:]],
                     explain=explain or (approval.explain if approval else None) or step.description,
-                    timeout=approval.timeout if approval else None, in_doubt=in_doubt)
+                    timeout=approval.timeout if approval else None, in_doubt=in_doubt,
+                    rules=approval_rules(approval, data, action, in_doubt=in_doubt))
                 if approval and approval.auto_approve_when and not in_doubt and action.kind == "tool":
                     self.auto_approve(decision, approval, action, data)
                     decision = queue.get(decision.id)
@@ -138,7 +139,10 @@ class Gate:
         rule = {"when": approval.auto_approve_when, "args": action.arguments, "result": bool(result),
                 "reason": approval.reason}
         if result:
-            self.run.engine.decisions.decide(decision.id, APPROVED, by="policy", note=approval.reason, rule=rule)
+            try:
+                self.run.engine.decisions.decide(decision.id, APPROVED, by="policy", note=approval.reason, rule=rule)
+            except DecisionError as e:  # e.g. a quorum: it needs people
+                emit(f"the auto-approval rule holds, but {e}")
         else:
             emit("the auto-approval rule does not hold: a person decides")
 

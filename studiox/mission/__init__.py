@@ -51,6 +51,11 @@ class Approval:
     on_reject: dict | None = None
     on_timeout: dict | None = None
     on_duplicate: str = "ask"  # with a mission key: a tool already done for the key in another run asks again
+    # who may decide (checked by studiox.governance.check_decider)
+    approvers: tuple[str, ...] = ()  # OS users and Unix groups; empty: anyone
+    four_eyes: bool = False  # the run's starter may not approve
+    quorum: int = 1  # distinct people who must approve
+    quorum_when: str | None = None  # the quorum applies only when this holds
 
 
 @dataclass(frozen=True)
@@ -251,6 +256,10 @@ def _step(raw: dict, path: tuple) -> Step:
                 on_reject=a.get("on_reject"),
                 on_timeout=a.get("on_timeout"),
                 on_duplicate=a.get("on_duplicate", "ask"),
+                approvers=tuple(a.get("approvers", ())),
+                four_eyes=a.get("four_eyes", False),
+                quorum=a.get("quorum", 1),
+                quorum_when=a.get("quorum_when"),
             )
     children = tuple(_step(s, (*path, "steps", i)) for i, s in enumerate(raw.get("steps", ())))
     return Step(

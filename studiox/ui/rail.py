@@ -194,7 +194,8 @@ def decisions_table(decisions) -> Table:
 def outcome_line(decision) -> str:
     outcome = decision.outcome
     if outcome is None:
-        return f"{decision.id} is [yellow]{decision.status}[/]"
+        progress = f" — {escape(decision.progress)}" if decision.progress else ""  # a quorum on its way
+        return f"{decision.id} is [yellow]{decision.status}[/]{progress}"
     by = outcome["by"] + (f" (claimed: {escape(short(outcome['claimed_by']))})" if outcome.get("claimed_by") else "")
     note = f" — {escape(clip(outcome['note']))}" if outcome.get("note") else ""
     edited = " with edited arguments" if outcome.get("edited") else ""
