@@ -219,6 +219,8 @@ def test_at_the_terminal_the_starter_is_refused_under_four_eyes_and_the_run_park
     term.type("a\n")
     term.expect("note (optional):")
     term.type("\n")
+    term.expect("type approve to confirm")
+    term.type("approve\n")
     screen = term.expect("waiting for a decision")
     assert f"you ({pwd.getpwuid(os.getuid()).pw_name}) started this run; four-eyes: someone else must approve" in screen
     assert term.wait() == 3

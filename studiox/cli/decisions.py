@@ -45,14 +45,12 @@ def decision_show(
 ) -> None:
     """Show one decision: the action, its arguments, the evidence, and the outcome if made."""
     from ..ui.prompt import panel
-    from ..ui.rail import outcome_line
 
     decision = api.queue(api.need_store(remember_home(home))).get(decision_id)
     if as_json:
         print_json(api.decision_json(decision))
         return
-    out.print(panel(decision))
-    out.print(outcome_line(decision))
+    out.print(panel(decision))  # a decided decision's card says who, when and how
 
 
 def _decide(decision_id: str, status: str, home: Path | None, *, note: str | None, claimed: str | None,
@@ -72,7 +70,8 @@ def _decide(decision_id: str, status: str, home: Path | None, *, note: str | Non
             out.print(f"{decision_id} was already {decision.status}; nothing changed ({outcome_line(decision)})")
         else:
             out.print(outcome_line(decision))
-            plain(f"continue the run with: studiox resume {decision.run_id}")
+            if decision.outcome is not None:  # a quorum still waiting for approvers has nothing to go on with
+                plain(f"continue the run with: studiox resume {decision.run_id}")
         return
     if not as_json:
         out.print(outcome_line(decision) if decided.changed else

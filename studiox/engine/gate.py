@@ -108,7 +108,8 @@ class Gate:
             "decision_applied", step=slot, decision=decision.id, status=outcome["status"], by=outcome["by"],
             claimed_by=outcome.get("claimed_by"), note=outcome.get("note"), rule=outcome.get("rule"),
             action=outcome.get("action"), proposed_digest=decision.request["action"]["digest"],
-            edited=outcome.get("edited", False), resolution=outcome.get("resolution"), result=outcome.get("result"))
+            edited=outcome.get("edited", False), resolution=outcome.get("resolution"), result=outcome.get("result"),
+            **({"approvals": outcome["approvals"]} if outcome.get("approvals") else {}))
         run.state.decided[slot] = applied
         return applied
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console, Group, RenderableType
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -343,7 +344,10 @@ class _Asker:
             arguments = action.arguments if action else proposed["arguments"]
             if not self.confirm("approve", restate(proposed, arguments)):
                 continue
-            self.queue.decide(decision.id, APPROVED, by=os_user(), note=note, action=action)
+            decided = self.queue.decide(decision.id, APPROVED, by=os_user(), note=note, action=action)
+            if decided.outcome is None:  # a quorum: more people must approve
+                self.console.print(f"{decision.id}: {escape(decided.progress or 'your approval is recorded')}")
+                return
             self.console.print(f"[green]approved[/] {decision.id}" + (" with edited arguments" if action else ""))
             return
 
