@@ -10,6 +10,8 @@ next step starts.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -58,6 +60,7 @@ class Run:
         self.ports: Ports = engine.ports(mission, self.run_id, self.options)
         self.observations = list(state.observations)
         self.gate = Gate(self)
+        self.steps_by_id = {s.id: s for s in mission.walk()}
 
     async def main(self) -> Outcome:
         """Walk the run to its end, or until it parks; journal how it ended."""
@@ -208,6 +211,8 @@ class Run:
             raise StepError("invalid_arguments", misfit)  # never put to a person: it cannot succeed
         if action is not None and needs_decision(step, action):
             action = self.gate.check(step, address, action, data)
+            if step.approval is not None and step.approval.recheck and not action.read_only:
+                await self.recheck(step, address, action, data)
         elif action is not None and action.read_only_why:
             ctx.emit(f"runs without a decision: {action.read_only_why}")
         ctx = replace(ctx, action=action)
@@ -216,6 +221,37 @@ class Run:
             return await execute(step, ctx)
         return await acting.act_once(self, step, address, action, lambda: execute(step, ctx),
                                      key=ctx.idempotency_key, emit=ctx.emit)
+
+    async def recheck(self, step: Step, address: str, action: Action, data: dict) -> None:
+        """Evidence still true when the action runs: the read-only steps named in ``approval.recheck`` run
+        again; when an output differs from what the approver saw, a person is asked again, shown old → new.
+
+        The question's slot names the new values, so the same change is asked about once."""
+        assert step.approval is not None
+        asked = [slot for slot in self.state.waiting_by_step if slot.startswith(f"recheck:{address}#")]
+        if asked:  # a person was already shown a change: their answer (or the wait for it) stands
+            self.gate.decide_slot(step, address, action, asked[-1], explain="")
+            return
+        emit = self.emitter(address)
+        changes = []
+        for name in step.approval.recheck:
+            target = self.steps_by_id[name]
+            ctx = StepContext(step=target, address=f"{address}~{name}", attempt=1, run_id=self.run_id,
+                              mission=self.mission, data=data, ports=self.ports, emit=emit, key_scope=self.key_scope)
+            again = await self.propose(target, ctx)
+            if again is not None and needs_decision(target, again):
+                raise StepError("recheck", f"'{name}' cannot be rechecked: it is not read-only")
+            now = await executor_for(target.kind)(target, replace(ctx, action=again))
+            before = (data["steps"].get(name) or {}).get("output")
+            changes += [f"{name}{field}: {old} → {new}" for field, old, new in _differences(before, now)]
+        if not changes:
+            emit(f"rechecked {', '.join(step.approval.recheck)} after the approval: unchanged")
+            return
+        emit("rechecked after the approval, and it changed: " + "; ".join(changes), changes=changes)
+        digest = hashlib.sha256(json.dumps(changes).encode()).hexdigest()[:12]
+        self.gate.decide_slot(step, address, action, f"recheck:{address}#{digest}", explain=(
+            "Since this was approved, what it rests on has changed: " + "; ".join(changes) + ". Approve again only "
+            "if it should still run."))
 
     async def limited(self, step: Step, work) -> Any:
         """Await ``work`` (a whole attempt) within the step's time limit; time a person takes to decide
@@ -332,6 +368,18 @@ class Run:
             event = self.journal.append("observation", step=address, message=message, **({"data": data} if data else {}))
             self.observations.append(event)
         return emit
+
+
+def _differences(before, after, path: str = "") -> list[tuple[str, str, str]]:
+    """Where two outputs differ: ``(".remaining", "2600", "820")`` for each changed value."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        found = []
+        for name in sorted(set(before) | set(after), key=str):
+            found += _differences(before.get(name), after.get(name), f"{path}.{name}")
+        return found
+    if before == after:
+        return []
+    return [(path, json.dumps(before, ensure_ascii=False), json.dumps(after, ensure_ascii=False))]
 
 
 def reads_steps(key: str) -> set[str]:

@@ -101,6 +101,12 @@ def build_server(db_path: str | os.PathLike) -> MCPServer:
             if order is None:
                 db.execute("ROLLBACK")
                 raise ToolError(f"no purchase order '{po_number}'")
+            centre = cost_centre(db, order["cost_centre"])
+            remaining = round(centre["budget"] - centre["spent"], 2)
+            if amount > remaining:  # never a silent overspend: the payment is refused
+                db.execute("ROLLBACK")
+                raise ToolError(f"cost centre {centre['code']} has {remaining:,.2f} left, not enough for {amount:,.2f}; "
+                                "the payment was not booked")
             cur = db.execute(
                 "INSERT INTO payments (invoice_number, po_number, amount, cost_centre, idempotency_key, posted_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)", (invoice_number, po_number, amount, order["cost_centre"], key, time.time()))

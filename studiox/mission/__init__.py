@@ -51,6 +51,7 @@ class Approval:
     on_reject: dict | None = None
     on_timeout: dict | None = None
     on_duplicate: str = "ask"  # with a mission key: a tool already done for the key in another run asks again
+    recheck: tuple[str, ...] = ()  # read-only steps run again after the approval, before the action
     # who may decide (checked by studiox.governance.check_decider)
     approvers: tuple[str, ...] = ()  # OS users and Unix groups; empty: anyone
     four_eyes: bool = False  # the run's starter may not approve
@@ -256,6 +257,7 @@ def _step(raw: dict, path: tuple) -> Step:
                 on_reject=a.get("on_reject"),
                 on_timeout=a.get("on_timeout"),
                 on_duplicate=a.get("on_duplicate", "ask"),
+                recheck=tuple(a.get("recheck", ())),
                 approvers=tuple(a.get("approvers", ())),
                 four_eyes=a.get("four_eyes", False),
                 quorum=a.get("quorum", 1),

@@ -189,6 +189,11 @@ class _Checker:
                 if "quorum_when" in value and not (isinstance(value.get("quorum"), int) and value["quorum"] > 1):
                     self.add((*path, key, "quorum_when"), "quorum_when says when a quorum applies, but there is "
                              "none; add 'quorum: N' (2 or more) beside it", key=True)
+                for i, name in enumerate(value.get("recheck") or []):  # steps that ran before this one
+                    if isinstance(name, str) and name not in own.visible:
+                        known = sorted(own.visible)
+                        self.add((*path, key, "recheck", i), f"'{name}' is not a step that runs before this one, so it "
+                                 f"cannot be rechecked{suggest(name, known)}")
                 for outcome in ("on_reject", "on_timeout"):  # the note ending the run is rendered then
                     note = value.get(outcome, {}).get("note") if isinstance(value.get(outcome), dict) else None
                     if isinstance(note, str):
