@@ -16,6 +16,7 @@ from .. import expressions
 from ..errors import StepError
 from ..governance import APPROVED, EXPIRED, Action, Decision, DecisionError, approval_rules
 from ..mission import Step
+from . import evidence
 from .control import Park, Rejected, RunView
 
 # the time limits of the attempts this task is inside; paused while a person decides
@@ -85,8 +86,10 @@ class Gate:
                 decision = queue.request(
                     run_id=run.run_id, mission=run.mission.name, step=address, slot=slot, action=action,
                     key=run.state.key or None,
-                    evidence=[{"step": o["step"], "message": o["message"]} for o in run.observations[-20:]],
-                    explain=explain or (approval.explain if approval else None) or step.description,
+                    evidence=evidence.lineage(run, step, address.split("/", 1)[0].split("@")[0],
+                                              worker_calls="/" in address),
+                    shown=evidence.chosen(step, action, data), title=step.name, description=step.description,
+                    explain=explain or (approval.explain if approval else None),
                     timeout=approval.timeout if approval else None, in_doubt=in_doubt,
                     rules=approval_rules(approval, data, action, in_doubt=in_doubt))
                 if approval and approval.auto_approve_when and not in_doubt and action.kind == "tool":

@@ -52,6 +52,7 @@ class Approval:
     on_timeout: dict | None = None
     on_duplicate: str = "ask"  # with a mission key: a tool already done for the key in another run asks again
     recheck: tuple[str, ...] = ()  # read-only steps run again after the approval, before the action
+    show: dict | None = None  # label → expression: the evidence the approver sees
     # who may decide (checked by studiox.governance.check_decider)
     approvers: tuple[str, ...] = ()  # OS users and Unix groups; empty: anyone
     four_eyes: bool = False  # the run's starter may not approve
@@ -258,6 +259,7 @@ def _step(raw: dict, path: tuple) -> Step:
                 on_timeout=a.get("on_timeout"),
                 on_duplicate=a.get("on_duplicate", "ask"),
                 recheck=tuple(a.get("recheck", ())),
+                show=a.get("show"),
                 approvers=tuple(a.get("approvers", ())),
                 four_eyes=a.get("four_eyes", False),
                 quorum=a.get("quorum", 1),

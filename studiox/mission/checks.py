@@ -182,10 +182,13 @@ class _Checker:
                 continue
             own = _Scope(scope.visible - {scope.current}, scope.current, scope.loop_vars, scope.extra)
             if key == "approval" and isinstance(value, dict):
+                with_args = _Scope(scope.visible, scope.current, scope.loop_vars, frozenset({"args"}))
                 for name in ("auto_approve_when", "quorum_when"):  # rules over the action's arguments too
                     if isinstance(value.get(name), str):
-                        self.check_text(value[name], (*path, key, name),
-                                        _Scope(scope.visible, scope.current, scope.loop_vars, frozenset({"args"})))
+                        self.check_text(value[name], (*path, key, name), with_args)
+                for label, shown in (value.get("show") or {}).items() if isinstance(value.get("show"), dict) else ():
+                    if isinstance(shown, str):
+                        self.check_text(shown, (*path, key, "show", label), with_args)
                 if "quorum_when" in value and not (isinstance(value.get("quorum"), int) and value["quorum"] > 1):
                     self.add((*path, key, "quorum_when"), "quorum_when says when a quorum applies, but there is "
                              "none; add 'quorum: N' (2 or more) beside it", key=True)

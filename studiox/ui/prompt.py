@@ -97,8 +97,12 @@ def panel(decision: Decision) -> Panel:
     """
     request, outcome, status = decision.request, decision.outcome, decision.status
     action = request["action"]
-    where = f"(step {request['step']}, run {request['run']}, decision {decision.id})"  # the title may be cut
+    key = f", {request['key']}" if request.get("key") else ""
+    where = f"(step {request['step']}, run {request['run']}{key}, decision {decision.id})"  # the title may be cut
     parts: list[RenderableType] = []
+    if request.get("title") or request.get("description"):
+        parts.append(_wrapping((request.get("title") or "", "bold"),
+                               f" — {request['description']}" if request.get("description") else ""))
     if status == PENDING:
         parts.append(_wrapping((action["target"], "bold"), f" wants to run {where}"))
     else:
@@ -117,11 +121,29 @@ def panel(decision: Decision) -> Panel:
                                 f"{decision.id} --json)", "dim")))
     if request.get("explain"):
         parts.append(_wrapping((clip(request["explain"], VALUE_WIDTH), "italic")))
+    if request.get("shown"):
+        parts.append(_wrapping(("what to check:", "bold")))
+        parts += [_wrapping(f"· {s['label']}: ", (clip(human(s['value']) if not isinstance(s['value'], str)
+                                                         else s['value']), "red" if s.get("failed") else ""))
+                  for s in request["shown"]]
     if request.get("evidence"):
-        parts.append(_wrapping(("what led here:", "dim")))
-        parts += [_wrapping((f"· {e['step']}: {clip(e['message'])}", "dim")) for e in request["evidence"][-5:]]
+        asked = request.get("requested_at")
+        parts.append(_wrapping(("what it rests on:", "dim")))
+        parts += [_wrapping((f"· {e.get('title') or e['step']}{_age(e.get('at'), asked)}: {clip(e['message'])}", "dim"))
+                  for e in request["evidence"][:8]]
+    if status == PENDING and request.get("expires_at"):
+        parts.append(_wrapping((f"decide before {when(request['expires_at'])}; after that it expires", "yellow")))
     title = "decision needed" if status == PENDING else f"decision {status}"
     return Panel(Group(*parts), title=f"{title} · {decision.id}", border_style=STATUS_STYLE.get(status, "dim"))
+
+
+def _age(at: float | None, asked: float | None) -> str:
+    """How old a piece of evidence was when the decision was asked: ' (3 min before)'."""
+    if at is None or asked is None:
+        return ""
+    from .rail import seconds
+
+    return f" ({seconds(max(asked - at, 0))} before)"
 
 
 def _outcome_text(decision: Decision) -> Text:
