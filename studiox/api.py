@@ -322,7 +322,7 @@ def decide(store: Store, decision_id: str, status: str, *, by: str, claimed: str
     if state.finished:
         raise DecisionError(f"run {decision.run_id} has already {state.finished['status']}; its decision "
                             f"{decision_id} can no longer be made")
-    action = edited_action(decision, parse_edits(edits)) if edits else None
+    action = edited_action(decision, parse_edits(edits, decision)) if edits else None
     entered: Any = None
     if result is not None:
         try:

@@ -23,7 +23,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from .errors import DecisionError, RunNotFound, StudioxError
+from .errors import DecisionError, RunNotFound, StudioxError, suggest
 
 __all__ = ["DecisionError"]  # re-exported: raised by the queue's callers too
 from .state.journal import summary
@@ -426,17 +426,39 @@ def _arguments_of(action: dict, decision: Decision) -> str:
     return "other arguments (" + ", ".join(f"{k}={json.dumps(v)}" for k, v in changed.items()) + ")"
 
 
-def parse_edits(pairs: list[str]) -> dict:
-    """``--set NAME=VALUE`` pairs as new argument values (JSON values are parsed, else text)."""
+def parse_edits(pairs: list[str], decision: Decision | None = None) -> dict:
+    """``--set NAME=VALUE`` pairs as new argument values, each checked before anything is recorded.
+
+    With the decision: a name the action does not have (nor its tool's input schema) is refused
+    with the names it does have, and each value is read as its field's schema says (numbers as
+    people write them: ``1,700.00``, ``1700``); a value that cannot fit is refused naming the field.
+    Without one: JSON values are parsed, else text.
+    """
+    from .values import parse_field
+
+    action = decision.request["action"] if decision else None
+    schema = (decision.request.get("input_schema") or {}) if decision else {}
+    fields = schema.get("properties") or {}
+    known = [*(action["arguments"] if action else {}), *(n for n in fields if action and n not in action["arguments"])]
     edits = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
-        if not sep or not name.strip():
+        name = name.strip()
+        if not sep or not name:
             raise DecisionError(f"--set '{pair}' must be written NAME=VALUE")
+        if action is None:
+            try:
+                edits[name] = json.loads(raw)
+            except ValueError:
+                edits[name] = raw
+            continue
+        if action["kind"] == "tool" and name not in known:
+            raise DecisionError(f"--set {name}: {action['target']} has no argument '{name}'{suggest(name, known)} "
+                                f"(its arguments: {', '.join(known) or 'none'}); nothing was recorded")
         try:
-            edits[name.strip()] = json.loads(raw)
-        except ValueError:
-            edits[name.strip()] = raw
+            edits[name] = parse_field(raw, fields.get(name), action["arguments"].get(name))
+        except ValueError as e:
+            raise DecisionError(f"--set {name}: {e}; nothing was recorded") from None
     return edits
 
 

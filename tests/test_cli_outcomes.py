@@ -122,3 +122,20 @@ def test_the_state_folder_is_found_above_the_current_folder_like_git(tmp_path, m
     monkeypatch.setenv("STUDIOX_HOME", str(other))  # an explicit choice wins over the search
     assert main(["runs", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_set_with_an_unknown_name_or_an_unfit_value_exits_2_and_records_nothing(sx):
+    parked = json.loads(sx("run", PAYMENT, "--json").stdout)
+    decision = parked["waiting"]["decision"]
+    typo = sx("approve", decision, "--set", "amt=1700", "--resume")
+    assert typo.returncode == 2
+    assert "fx.pay has no argument 'amt' — did you mean 'amount'? (its arguments: amount, to)" in typo.stderr
+    unfit = sx("approve", decision, "--set", "amount=twelve")
+    assert unfit.returncode == 2 and "--set amount:" in unfit.stderr and "nothing was recorded" in unfit.stderr
+    negative = sx("approve", decision, "--set", "amount=-5")
+    assert negative.returncode == 2
+    assert json.loads(sx("decision", "show", decision, "--json").stdout)["status"] == "pending"
+    approved = sx("approve", decision, "--set", "amount=1,700.00", "--json")
+    assert approved.returncode == 0, approved.stderr
+    outcome = json.loads(approved.stdout)["decision"]["outcome"]
+    assert outcome["action"]["arguments"]["amount"] == 1700 and outcome["edited"]

@@ -13,7 +13,7 @@ from rich.console import Console
 from studiox.governance import APPROVED, Action, Decision, DecisionQueue
 from studiox.state.store import Store
 from studiox.ui.prompt import ask, open_editor, panel
-from studiox.ui.values import human, parse_field, parse_number
+from studiox.values import human, parse_field, parse_number
 
 PAYMENT = TESTS / "missions" / "payment.yaml"
 SCHEMA = {"type": "object", "properties": {"amount": {"type": "number", "minimum": 0}, "to": {"type": "string"},

@@ -34,8 +34,8 @@ from ..governance import (
     edited_action,
     os_user,
 )
+from ..values import human, parse_field
 from .rail import clip, short, when
-from .values import human, parse_field
 
 VALUE_WIDTH = 500  # an argument's value in the card; the whole is in 'studiox decision show ID --json'
 LONG_TEXT = 80  # a text longer than this (or with several lines) may be edited in $EDITOR

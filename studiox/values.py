@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import re
 
-from .rail import clip
-
 
 def human(value) -> str:
     """A value as people read it: numbers with thousands separators (amounts with two decimals), text as is.
@@ -112,8 +110,12 @@ def parse_field(raw: str, schema: dict | None, current=None):
             return json.loads(text)
         except ValueError:
             if types:
-                raise ValueError(f"'{clip(text, 80)}' is not valid JSON") from None
+                raise ValueError(f"'{_clip(text)}' is not valid JSON") from None
             return text
     if problem is not None:
         raise problem
-    raise ValueError(f"'{clip(text, 80)}' is not {' or '.join(sorted(types))}")
+    raise ValueError(f"'{_clip(text)}' is not {' or '.join(sorted(types))}")
+
+
+def _clip(text: str, width: int = 80) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
