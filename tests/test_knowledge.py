@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
-import sqlite3
-
-from conftest import ROOT
 
 from studiox.adapters.knowledge import Index, Knowledge, passages_of
 
@@ -37,24 +32,3 @@ def test_the_knowledge_door_searches_a_named_source(tmp_path):
     hits = asyncio.run(door.search("policy", "hotel limit", 1))
     assert hits == [{"citation": "policy:policy.txt#1", "source": "policy", "file": "policy.txt", "passage": 1,
                      "score": hits[0]["score"], "text": "Meals are refunded up to 60 EUR per day.\n\nHotels up to 180 EUR."}]
-
-
-def test_the_invoice_mission_runs_offline_end_to_end(studiox, tmp_path):
-    missions = tmp_path / "missions"
-    shutil.copytree(ROOT / "missions", missions, ignore=shutil.ignore_patterns("erp.sqlite"))
-    args = ("run", missions / "invoice.yaml", "--input", f"invoice=@{missions / 'data' / 'invoice-INV-2291.txt'}",
-            "--replay", missions / "data" / "invoice.replay.yaml")
-    parked = studiox(*args, timeout=120)
-    assert parked.returncode == 3, parked.stdout + parked.stderr
-    assert "found 1 passage(s) for 'PO-1042': purchase_orders:PO-1042.md#1" in parked.stdout
-    assert "pay needs a decision" in parked.stdout
-    decision = parked.stdout.split("waiting for a decision ")[1].split(":")[0]
-    done = studiox("approve", decision, "--note", "matches PO-1042", "--resume", timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.splitlines()[-1] == \
-        "verdict: Approved with note — Paid; cost centre CC-410 has under 1,000 left."
-    with sqlite3.connect(missions / "data" / "erp.sqlite") as db:
-        assert db.execute("SELECT invoice_number, amount FROM payments").fetchall() == [("INV-2291", 1780.0)]
-    run_id = parked.stdout.split()[1]
-    state = json.loads(studiox("status", run_id, "--json").stdout)
-    assert state["usage"]["model_calls"] == 2
