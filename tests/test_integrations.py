@@ -323,3 +323,12 @@ def test_a_server_that_speaks_nonsense_is_a_clear_error_with_no_traceback(studio
     assert result.returncode == 1
     assert "could not start the integration 'bad'" in result.stdout and "mcp-client.log" in result.stdout
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+
+
+def test_tools_names_a_step_whose_tool_the_server_does_not_have(studiox, invoice_copy):
+    mission = invoice_copy / "invoice.yaml"
+    mission.write_text(mission.read_text().replace("tool: erp.post_payment", "tool: erp.post_paymnet"))
+    result = studiox("tools", mission)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "step pay calls erp.post_paymnet, but the server has no tool 'post_paymnet' — did you mean " \
+           "'post_payment'?" in " ".join(result.stdout.split())

@@ -70,3 +70,12 @@ def test_a_rejected_step_is_never_shown_with_a_tick():
     line = live_line({"type": "step_finished", "step": "pay", "status": "rejected", "output": None,
                       "error": {"kind": "rejected", "message": "pay was rejected by cfo: duplicate"}})
     assert line is not None and "✓" not in line and "rejected by cfo: duplicate" in line
+
+
+def test_rail_lines_of_foreach_items_say_which_item_they_are_about():
+    from studiox.ui.rail import live_line
+
+    inside = live_line({"type": "observation", "step": "lines[3].check", "message": "calling erp.check_budget"})
+    outside = live_line({"type": "observation", "step": "check", "message": "calling erp.check_budget"})
+    assert inside is not None and "lines[3].check: calling erp.check_budget" in inside
+    assert outside is not None and "check:" not in outside

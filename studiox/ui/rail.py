@@ -101,14 +101,17 @@ def live_line(event: dict) -> str | None:
                f"{escape(clip(error.get('message', ''), ERROR_WIDTH))}{retry}"
     if kind == "item_finished":
         return f"  [green]✓[/] {step}[{event['index']}] item done"
+    # inside a foreach, items run side by side: each of their lines says which item it is about
+    item = f"{step}: " if "[" in step else ""
     if kind == "observation":
-        return f"    [dim]· {escape(clip(event['message']))}[/]"
+        return f"    [dim]· {item}{escape(clip(event['message']))}[/]"
     if kind == "action_started":
-        return f"    [dim]· action {escape(event['action']['target'])} started, key {escape(event['key'])}[/]"
+        return f"    [dim]· {item}action {escape(event['action']['target'])} started, key {escape(event['key'])}[/]"
     if kind == "action_finished" and not event.get("ok"):
-        return f"    [dim]· action failed: {escape(clip((event.get('error') or {}).get('message', ''), ERROR_WIDTH))}[/]"
+        return f"    [dim]· {item}action failed: " \
+               f"{escape(clip((event.get('error') or {}).get('message', ''), ERROR_WIDTH))}[/]"
     if kind == "model_call":
-        return f"    [dim]· model {escape(str(event['model']))}: {_model_usage(event)}[/]"
+        return f"    [dim]· {item}model {escape(str(event['model']))}: {_model_usage(event)}[/]"
     if kind == "waiting":
         action = event["action"]
         return f"  [yellow]⏸[/] {step} needs a decision ({event['decision']}): {escape(action['target'])} " \
