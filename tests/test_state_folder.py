@@ -199,3 +199,26 @@ def test_a_read_only_state_folder_can_be_read_and_writing_commands_say_it_is_rea
         assert f"the state folder {sx.home} is read-only (" in result.stderr, (args, result.stderr)
         assert "corrupt" not in result.stderr and "internal error" not in result.stderr
     assert _tree_digest(sx.home) == before
+
+
+def test_creating_a_state_folder_never_removes_the_marker_another_live_process_is_writing(tmp_path):
+    import subprocess as sp
+    import sys as _sys
+
+    from studiox.state.store import Store
+
+    home = tmp_path / "home"
+    home.mkdir()
+    other = sp.Popen([_sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        theirs = home / f"studiox.tmp.{other.pid}.abc123"
+        theirs.write_text("")  # a process creating the same folder at this moment
+        dead = home / "studiox.tmp.999999999.zzz"
+        dead.write_text("")  # a creation cut off by kill -9 long ago
+        store = Store.open(home, create=True)
+        assert store is not None
+        store.close()
+        assert theirs.exists() and not dead.exists()
+    finally:
+        other.kill()
+        other.wait()

@@ -247,6 +247,20 @@ def _unfinished(home: Path) -> bool:
     return True
 
 
+def _writer_alive(leftover: Path) -> bool:
+    """Whether the process that wrote ``studiox.tmp.PID.XXXX`` still lives (and is not this one)."""
+    parts = leftover.name.split(".")
+    if len(parts) < 4 or not parts[2].isdigit() or int(parts[2]) == os.getpid():
+        return False
+    try:
+        os.kill(int(parts[2]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but someone else's
+        return True
+    return True
+
+
 def _blocker(path: Path) -> Path | None:
     """The nearest existing ancestor of ``path``, when it is in the way: not a folder."""
     for parent in path.parents:
@@ -330,7 +344,8 @@ class Store:
         _test_kill("caches")
         cls._write_marker(home / MARKER)
         for leftover in home.glob(_MARKER_TMP + "*"):  # from creations cut off before their rename
-            leftover.unlink(missing_ok=True)
+            if not _writer_alive(leftover):  # another process creating the folder now is left alone
+                leftover.unlink(missing_ok=True)
 
     @staticmethod
     def _check_marker(marker: Path) -> None:
@@ -348,7 +363,7 @@ class Store:
 
     @staticmethod
     def _write_marker(marker: Path) -> None:
-        fd, tmp = tempfile.mkstemp(dir=marker.parent, prefix=_MARKER_TMP + ".")
+        fd, tmp = tempfile.mkstemp(dir=marker.parent, prefix=f"{_MARKER_TMP}.{os.getpid()}.")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(json.dumps({"format": FORMAT, "created_by": f"studiox {__version__}"}) + "\n")
             f.flush()
