@@ -172,7 +172,7 @@ def test_kill_between_action_started_and_finished_idempotent_tool_is_retried_wit
                                                   "approval: {auto_approve_when: '${{ true }}'}}\n")
     seq = _kill_after(studiox, mission, "action_started")
     log.unlink()
-    killed = studiox("run", mission, "-q", STUDIOX_TEST_KILL_AFTER_EVENT=seq)
+    killed = studiox.process("run", mission, "-q", STUDIOX_TEST_KILL_AFTER_EVENT=seq)  # SIGKILL: a real process
     assert killed.returncode == -signal.SIGKILL
     run_id = killed.stdout.split()[0]
     resumed = studiox("resume", run_id)
@@ -226,7 +226,8 @@ def test_an_in_doubt_call_can_be_retried_by_a_person(studiox, tmp_path):
                                                   "approval: {auto_approve_when: '${{ true }}'}}\n")
     seq = _kill_after(studiox, mission, "action_started")
     log.unlink()
-    run_id = studiox("run", mission, "-q", STUDIOX_TEST_KILL_AFTER_EVENT=seq).stdout.split()[0]
+    # SIGKILL: a real process
+    run_id = studiox.process("run", mission, "-q", STUDIOX_TEST_KILL_AFTER_EVENT=seq).stdout.split()[0]
     parked = studiox("resume", run_id)
     assert parked.returncode == 3 and effects(log) == []
     decision = parked.stdout.split("waiting for a decision ")[1].split(":")[0]
@@ -263,7 +264,8 @@ def test_the_erp_server_books_one_payment_for_a_key_even_when_killed_after_actio
         "verdict: {choices: [Paid], value: Paid, note: '${{ len(steps.check.output.payments) }} payment(s)'}\n"))
     seq = _kill_after(studiox, mission, "action_started")
     (invoice_copy / "data" / "erp.sqlite").unlink()
-    run_id = studiox("run", mission, "-q", STUDIOX_TEST_KILL_AFTER_EVENT=seq).stdout.split()[0]
+    # SIGKILL: a real process
+    run_id = studiox.process("run", mission, "-q", STUDIOX_TEST_KILL_AFTER_EVENT=seq).stdout.split()[0]
     resumed = studiox("resume", run_id)
     assert resumed.returncode == 0, resumed.stdout
     assert "verdict: Paid — 1 payment(s)" in resumed.stdout
