@@ -27,16 +27,18 @@ KILL_DOORS = ("STUDIOX_TEST_KILL_AFTER_EVENT", "STUDIOX_TEST_KILL_DURING_CREATE"
 
 
 @contextlib.contextmanager
-def _fresh_process(argv: list[str], env: Mapping[str, str], cwd: Path | str | None, ports) -> Iterator[dict]:
+def _fresh_process(argv: list[str], env: Mapping[str, str], cwd: Path | str | None, ports,
+                   stdin_text: str | None = None) -> Iterator[dict]:
     """What a fresh ``studiox`` process would see, for one call in the test process, all put back after:
-    exactly ``env`` as os.environ, ``cwd``, ``argv``, no terminal (stdin is /dev/null, stdout and stderr
-    are pipes read as UTF-8 text), Python's default warnings and logging (to stderr), the CLI's
+    exactly ``env`` as os.environ, ``cwd``, ``argv``, no terminal (stdin is /dev/null, or a pipe holding
+    ``stdin_text``; stdout and stderr are pipes read as UTF-8 text), Python's default warnings and logging (to stderr), the CLI's
     global state, consoles sized and coloured as at start-up, and ``ports`` as studiox.api.PORTS_FACTORY
     (None: the real integrations)."""
     import importlib
 
     from studiox import api
     from studiox.cli import output
+    from studiox.state.store import Store
 
     app_module = importlib.import_module("studiox.cli.app")  # the module ('studiox.cli.app' is also the Typer)
 
@@ -52,9 +54,19 @@ def _fresh_process(argv: list[str], env: Mapping[str, str], cwd: Path | str | No
     saved_root = root.handlers[:], root.level
     saved_mcp = mcp_logger.handlers[:], mcp_logger.propagate, mcp_logger.level
 
+    # the CLI leaves its stores to be closed at exit: close the ones this call opens when it ends, as
+    # exit would (a store left for the garbage collector holds SQLite's shared memory mapped; closed
+    # later, after another process reset that file, it dies of SIGBUS)
+    opened: list[Store] = []
+    store_init = Store.__init__
+
+    def tracked_init(self, *args, **kwargs):
+        store_init(self, *args, **kwargs)
+        opened.append(self)
+
     pipes = {"stdout": io.BytesIO(), "stderr": io.BytesIO()}
     wrappers: list[io.TextIOWrapper] = []
-    stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - closed below
+    stdin = open(os.devnull, encoding="utf-8") if stdin_text is None else io.StringIO(stdin_text)  # closed below
     try:
         os.environ.clear()
         os.environ.update(env)
@@ -69,6 +81,7 @@ def _fresh_process(argv: list[str], env: Mapping[str, str], cwd: Path | str | No
         sys.argv = ["studiox", *argv]
         app_module.state.update(debug=False, home=None)
         api.PORTS_FACTORY = ports
+        Store.__init__ = tracked_init  # type: ignore[method-assign]
         for console in consoles:  # rich reads COLUMNS/LINES and detects colour when a console is made
             columns, lines = env.get("COLUMNS", ""), env.get("LINES", "")
             console._width = int(columns) if columns.isdigit() else None
@@ -84,6 +97,9 @@ def _fresh_process(argv: list[str], env: Mapping[str, str], cwd: Path | str | No
             warnings.showwarning = warnings._showwarning_orig  # type: ignore[attr-defined]
             yield pipes
     finally:
+        Store.__init__ = store_init  # type: ignore[method-assign]
+        for store in opened:
+            store.close()
         for stream in wrappers:
             stream.flush()
             stream.detach()  # the bytes stay readable in ``pipes`` once the wrapper is gone
@@ -108,7 +124,7 @@ def _fresh_process(argv: list[str], env: Mapping[str, str], cwd: Path | str | No
 
 
 def run_in_process(argv: list, *, env: Mapping[str, str], cwd: Path | str | None = None, ports=None,
-                   timeout: float = 60) -> subprocess.CompletedProcess:
+                   timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess:
     """``studiox ARGV`` run by ``studiox.cli.main`` in this process, as if in a fresh child process with
     ``env``: its exit code, stdout and stderr, like subprocess.run(..., capture_output=True, text=True).
     Past ``timeout`` it is interrupted (SIGINT) and subprocess.TimeoutExpired is raised."""
@@ -127,7 +143,7 @@ def run_in_process(argv: list, *, env: Mapping[str, str], cwd: Path | str | None
 
     timer = threading.Timer(timeout, interrupt)
     timer.daemon = True
-    with _fresh_process(argv, env, cwd, ports) as pipes:
+    with _fresh_process(argv, env, cwd, ports, input) as pipes:
         timer.start()
         try:
             try:
@@ -193,12 +209,12 @@ class Sx:
     def argv(self, *args) -> list[str]:
         return [sys.executable, "-m", "studiox" if self.real else "support.sx", *map(str, args)]
 
-    def __call__(self, *args, timeout: float = 60, cwd: Path | str | None = None,
+    def __call__(self, *args, timeout: float = 60, cwd: Path | str | None = None, input: str | None = None,
                  **env) -> subprocess.CompletedProcess:
         from support.sx import ports
 
         return run_in_process(list(args), env=self.env(**env), cwd=cwd, ports=None if self.real else ports,
-                              timeout=timeout)
+                              timeout=timeout, input=input)
 
     def process(self, *args, timeout: float = 60, **env) -> subprocess.CompletedProcess:
         return subprocess.run(self.argv(*args), capture_output=True, text=True, env=self.env(**env),

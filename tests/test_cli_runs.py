@@ -1,4 +1,4 @@
-"""The run commands through real subprocesses: exit codes, inputs, locks, corrupt state, cancel, Ctrl-C."""
+"""The run commands: exit codes, inputs, locks (real competing processes), corrupt state, cancel, Ctrl-C (a real SIGINT)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
@@ -195,6 +194,7 @@ def test_a_decision_expires_after_its_time_limit_and_never_counts_as_approval(sx
 
 @pytest.fixture
 def terminal(sx):
+    """The CLI as a real process in a pty: a terminal, and ^C as SIGINT, need one."""
     def start(*args):
         return Terminal([sys.executable, "-m", "support.sx", *map(str, args)], sx.env(COLUMNS="120"))
     return start
@@ -264,8 +264,7 @@ def test_no_input_never_prompts_even_at_a_terminal(sx, terminal):
 
 
 def test_a_run_without_a_terminal_never_hangs_on_the_prompt(sx):
-    result = subprocess.run([sys.executable, "-m", "support.sx", "run", str(PAYMENT)], env=sx.env(),
-                            capture_output=True, text=True, timeout=30, input="a\n")  # piped stdin is no TTY
+    result = sx("run", PAYMENT, timeout=30, input="a\n")  # piped stdin is no TTY
     assert result.returncode == 3 and _paid(sx) == []
 
 

@@ -158,8 +158,7 @@ def _kill_after(studiox, mission, event_type: str, **env) -> str:
     from studiox.state.store import Store
 
     probe_home = studiox.home.parent / "probe-home"
-    probe = subprocess.run([sys.executable, "-m", "studiox", "run", str(mission), "-q", "--no-input"],
-                           env=studiox.env(STUDIOX_HOME=probe_home, **env), capture_output=True, text=True)
+    probe = studiox("run", mission, "-q", "--no-input", STUDIOX_HOME=probe_home, **env)
     store = Store.open(probe_home, create=False)
     seq = next(e["seq"] for e in store.events(probe.stdout.split()[0]) if e["type"] == event_type)
     store.close()
@@ -183,7 +182,8 @@ def test_kill_between_action_started_and_finished_idempotent_tool_is_retried_wit
 
 
 def _kill_mid_call(studiox, mission, log) -> str:
-    """Start a run, SIGKILL it while the server is inside the call (its effect already made); the run id."""
+    """Start a run, SIGKILL it while the server is inside the call (its effect already made); the run id.
+    (A real process: it is killed.)"""
     proc = studiox.popen("run", mission, "-q", RECORD_DELAY=30)
     deadline = time.time() + 30
     while not effects(log) and time.time() < deadline:

@@ -143,6 +143,9 @@ class ReadOnly:
             subprocess.run(["chattr", "-R", "-i", self.sx.home], check=False)
 
     def __call__(self, *args) -> subprocess.CompletedProcess:
+        if not self.prefix:
+            return self.sx(*args, cwd="/", HOME="/tmp")
+        # a subprocess: only a new process can run without root's capabilities (setpriv)
         return subprocess.run([*self.prefix, *self.sx.argv(*args)], capture_output=True, text=True, timeout=60,
                               cwd="/", env=self.sx.env(HOME="/tmp"), stdin=subprocess.DEVNULL)
 
