@@ -31,9 +31,9 @@ def _fresh_process(argv: list[str], env: Mapping[str, str], cwd: Path | str | No
                    stdin_text: str | None = None) -> Iterator[dict]:
     """What a fresh ``studiox`` process would see, for one call in the test process, all put back after:
     exactly ``env`` as os.environ, ``cwd``, ``argv``, no terminal (stdin is /dev/null, or a pipe holding
-    ``stdin_text``; stdout and stderr are pipes read as UTF-8 text), Python's default warnings and logging (to stderr), the CLI's
-    global state, consoles sized and coloured as at start-up, and ``ports`` as studiox.api.PORTS_FACTORY
-    (None: the real integrations)."""
+    ``stdin_text``; stdout and stderr are pipes read as UTF-8 text), Python's default warnings and
+    logging (to stderr), the CLI's global state, consoles sized and coloured as at start-up, and
+    ``ports`` as studiox.api.PORTS_FACTORY (None: the real integrations)."""
     import importlib
 
     from studiox import api
@@ -114,7 +114,7 @@ def _fresh_process(argv: list[str], env: Mapping[str, str], cwd: Path | str | No
         signal.signal(signal.SIGINT, saved_sigint)
         for console, (width, height, colour) in zip(consoles, saved_consoles, strict=True):
             console._width, console._height, console._color_system = width, height, colour
-        root.handlers, _ = saved_root
+        root.handlers = saved_root[0]
         root.setLevel(saved_root[1])
         for handler in mcp_logger.handlers:  # studiox's log file of the MCP SDK (adapters/mcp.py)
             if handler not in saved_mcp[0]:
