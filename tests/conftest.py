@@ -1,9 +1,17 @@
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
+import traceback
+import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -11,9 +19,177 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 
+# Test doors that SIGKILL the process they are in: never set them for a call in the test process.
+KILL_DOORS = ("STUDIOX_TEST_KILL_AFTER_EVENT", "STUDIOX_TEST_KILL_DURING_CREATE")
+
+
+# ---------------------------------------------------------------------------- the CLI in this process
+
+
+@contextlib.contextmanager
+def _fresh_process(argv: list[str], env: Mapping[str, str], cwd: Path | str | None, ports,
+                   stdin_text: str | None = None) -> Iterator[dict]:
+    """What a fresh ``studiox`` process would see, for one call in the test process, all put back after:
+    exactly ``env`` as os.environ, ``cwd``, ``argv``, no terminal (stdin is /dev/null, or a pipe holding
+    ``stdin_text``; stdout and stderr are pipes read as UTF-8 text), Python's default warnings and
+    logging (to stderr), the CLI's global state, consoles sized and coloured as at start-up, and
+    ``ports`` as studiox.api.PORTS_FACTORY (None: the real integrations)."""
+    import importlib
+
+    from studiox import api
+    from studiox.cli import output
+    from studiox.state.store import Store
+
+    app_module = importlib.import_module("studiox.cli.app")  # the module ('studiox.cli.app' is also the Typer)
+
+    saved_env = dict(os.environ)
+    saved_cwd = os.getcwd()
+    saved_streams = sys.stdin, sys.stdout, sys.stderr, sys.argv
+    saved_state = dict(app_module.state)
+    saved_ports = api.PORTS_FACTORY
+    saved_sigint = signal.getsignal(signal.SIGINT)
+    consoles = (output.out, output.err)
+    saved_consoles = [(c._width, c._height, c._color_system) for c in consoles]
+    root, mcp_logger = logging.getLogger(), logging.getLogger("mcp")
+    saved_root = root.handlers[:], root.level
+    saved_mcp = mcp_logger.handlers[:], mcp_logger.propagate, mcp_logger.level
+
+    # the CLI leaves its stores to be closed at exit: close the ones this call opens when it ends, as
+    # exit would (a store left for the garbage collector holds SQLite's shared memory mapped; closed
+    # later, after another process reset that file, it dies of SIGBUS)
+    opened: list[Store] = []
+    store_init = Store.__init__
+
+    def tracked_init(self, *args, **kwargs):
+        store_init(self, *args, **kwargs)
+        opened.append(self)
+
+    pipes = {"stdout": io.BytesIO(), "stderr": io.BytesIO()}
+    wrappers: list[io.TextIOWrapper] = []
+    stdin = open(os.devnull, encoding="utf-8") if stdin_text is None else io.StringIO(stdin_text)  # closed below
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.stdin = stdin
+        # as a child's pipes: UTF-8 (the tests' locale), strict on stdout, backslashreplace on stderr
+        sys.stdout = io.TextIOWrapper(pipes["stdout"], encoding="utf-8", errors="strict", write_through=True)
+        sys.stderr = io.TextIOWrapper(pipes["stderr"], encoding="utf-8", errors="backslashreplace",
+                                      write_through=True)
+        wrappers.extend((sys.stdout, sys.stderr))
+        sys.argv = ["studiox", *argv]
+        app_module.state.update(debug=False, home=None)
+        api.PORTS_FACTORY = ports
+        Store.__init__ = tracked_init  # type: ignore[method-assign]
+        for console in consoles:  # rich reads COLUMNS/LINES and detects colour when a console is made
+            columns, lines = env.get("COLUMNS", ""), env.get("LINES", "")
+            console._width = int(columns) if columns.isdigit() else None
+            console._height = int(lines) if lines.isdigit() else None
+            console._color_system = console._detect_color_system()
+        root.handlers = []  # pytest's capture handlers out: a warning is printed on stderr, as in a process
+        root.setLevel(logging.WARNING)
+        with warnings.catch_warnings():
+            warnings.resetwarnings()  # Python's default filters, not pytest's
+            for action, category in (("ignore", DeprecationWarning), ("ignore", PendingDeprecationWarning),
+                                     ("ignore", ImportWarning), ("ignore", ResourceWarning)):
+                warnings.simplefilter(action, category)
+            warnings.showwarning = warnings._showwarning_orig  # type: ignore[attr-defined]
+            yield pipes
+    finally:
+        Store.__init__ = store_init  # type: ignore[method-assign]
+        for store in opened:
+            store.close()
+        for stream in wrappers:
+            stream.flush()
+            stream.detach()  # the bytes stay readable in ``pipes`` once the wrapper is gone
+        sys.stdin, sys.stdout, sys.stderr, sys.argv = saved_streams
+        stdin.close()
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        app_module.state.clear()
+        app_module.state.update(saved_state)
+        api.PORTS_FACTORY = saved_ports
+        signal.signal(signal.SIGINT, saved_sigint)
+        for console, (width, height, colour) in zip(consoles, saved_consoles, strict=True):
+            console._width, console._height, console._color_system = width, height, colour
+        root.handlers = saved_root[0]
+        root.setLevel(saved_root[1])
+        for handler in mcp_logger.handlers:  # studiox's log file of the MCP SDK (adapters/mcp.py)
+            if handler not in saved_mcp[0]:
+                handler.close()
+        mcp_logger.handlers, mcp_logger.propagate = saved_mcp[0], saved_mcp[1]
+        mcp_logger.setLevel(saved_mcp[2])
+
+
+def run_in_process(argv: list, *, env: Mapping[str, str], cwd: Path | str | None = None, ports=None,
+                   timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess:
+    """``studiox ARGV`` run by ``studiox.cli.main`` in this process, as if in a fresh child process with
+    ``env``: its exit code, stdout and stderr, like subprocess.run(..., capture_output=True, text=True).
+    Past ``timeout`` it is interrupted (SIGINT) and subprocess.TimeoutExpired is raised."""
+    from studiox.cli import main
+
+    argv = [str(a) for a in argv]
+    assert not set(KILL_DOORS) & set(env), "a kill door would kill the test process: use a subprocess"
+    watch = {"done": False, "fired": False}
+    lock = threading.Lock()
+
+    def interrupt() -> None:
+        with lock:
+            if not watch["done"]:
+                watch["fired"] = True
+                os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Timer(timeout, interrupt)
+    timer.daemon = True
+    with _fresh_process(argv, env, cwd, ports, input) as pipes:
+        timer.start()
+        try:
+            try:
+                code = main(argv)
+            finally:
+                with lock:
+                    watch["done"] = True
+                timer.cancel()
+        except SystemExit as e:  # as the interpreter turns it into an exit status
+            code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+            if not isinstance(e.code, int | None):
+                print(e.code, file=sys.stderr)
+        except KeyboardInterrupt:
+            if not watch["fired"]:
+                raise
+            code = -signal.SIGINT
+        except Exception:  # an uncaught exception: the traceback on stderr, status 1 (e.g. with --debug)
+            traceback.print_exc()
+            code = 1
+    stdout, stderr = (_text(pipes[name].getvalue()) for name in ("stdout", "stderr"))
+    if watch["fired"]:
+        raise subprocess.TimeoutExpired(["studiox", *argv], timeout, output=stdout, stderr=stderr)
+    return subprocess.CompletedProcess(["studiox", *argv], code, stdout, stderr)
+
+
+def _text(data: bytes) -> str:
+    """Bytes read from a pipe as subprocess.run(text=True) reads them (UTF-8, universal newlines)."""
+    return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def cli(*args, env: Mapping[str, str] | None = None, cwd: Path | str | None = None,
+        timeout: float = 60) -> subprocess.CompletedProcess:
+    """The plain ``studiox`` command in this process; ``env`` replaces the environment (default: this one's)."""
+    return run_in_process(list(args), env=dict(os.environ) if env is None else env, cwd=cwd, timeout=timeout)
+
+
+# ---------------------------------------------------------------------------- the runner fixtures
+
 
 class Sx:
-    """Runs the studiox CLI (with the test tools door) as a real subprocess, in one state folder."""
+    """Runs the studiox CLI (with the test tools door) in one state folder.
+
+    ``sx(...)`` runs it in the test process (fast, and coverage sees it); ``sx.process(...)`` and
+    ``sx.popen(...)`` run it as a real subprocess, for what needs one: SIGKILL (the kill doors),
+    signals, competing processes, a terminal. Both give a subprocess.CompletedProcess.
+    """
 
     def __init__(self, tmp_path: Path):
         self.home = tmp_path / "home"
@@ -33,7 +209,14 @@ class Sx:
     def argv(self, *args) -> list[str]:
         return [sys.executable, "-m", "studiox" if self.real else "support.sx", *map(str, args)]
 
-    def __call__(self, *args, timeout: float = 60, **env) -> subprocess.CompletedProcess:
+    def __call__(self, *args, timeout: float = 60, cwd: Path | str | None = None, input: str | None = None,
+                 **env) -> subprocess.CompletedProcess:
+        from support.sx import ports
+
+        return run_in_process(list(args), env=self.env(**env), cwd=cwd, ports=None if self.real else ports,
+                              timeout=timeout, input=input)
+
+    def process(self, *args, timeout: float = 60, **env) -> subprocess.CompletedProcess:
         return subprocess.run(self.argv(*args), capture_output=True, text=True, env=self.env(**env),
                               timeout=timeout, stdin=subprocess.DEVNULL)
 
@@ -64,7 +247,7 @@ def sx(tmp_path) -> Sx:
 
 @pytest.fixture
 def studiox(tmp_path) -> Sx:
-    """The plain CLI (real MCP integrations), as a subprocess, in its own state folder."""
+    """The plain CLI (real MCP integrations), in its own state folder."""
     runner = Sx(tmp_path)
     runner.real = True
     return runner

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, cli
 
 HEAVY = ("litellm", "mcp", "openai", "llama_cpp")
 PROBE = """
@@ -24,6 +24,7 @@ sys.exit(code)
     ["validate", "--help"], ["run", "--help"],
 ])
 def test_fast_commands_do_not_import_litellm_or_mcp(args):
+    # a subprocess: what a command imports is only seen in a fresh interpreter
     result = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), *args], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -31,14 +32,13 @@ def test_fast_commands_do_not_import_litellm_or_mcp(args):
 
 
 def test_schema_prints_the_schema_file(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "studiox", "schema"], cwd=tmp_path, capture_output=True, text=True)
+    result = cli("schema", cwd=tmp_path)
     assert result.returncode == 0
     assert json.loads(result.stdout) == json.loads((ROOT / "schemas" / "mission.schema.json").read_text())
 
 
 def test_validate_prints_the_plan_of_a_valid_mission():
-    result = subprocess.run([sys.executable, "-m", "studiox", "validate", "missions/invoice.yaml"], cwd=ROOT,
-                            capture_output=True, text=True, env={"COLUMNS": "200", "PATH": ""})
+    result = cli("validate", "missions/invoice.yaml", cwd=ROOT, env={"COLUMNS": "200", "PATH": ""})
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "missions/invoice.yaml: mission invoice-approval, 7 steps" in out
@@ -50,25 +50,23 @@ def test_validate_prints_the_plan_of_a_valid_mission():
 def test_validate_several_files_exits_2_if_any_is_invalid(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("mission: x\n")
-    result = subprocess.run([sys.executable, "-m", "studiox", "validate", "missions/invoice.yaml", str(bad)],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = cli("validate", "missions/invoice.yaml", bad, cwd=ROOT)
     assert result.returncode == 2
     assert f"{bad}:1:1: the key 'steps' is missing here, and it is required" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_bad_usage_exits_2_without_a_traceback():
-    result = subprocess.run([sys.executable, "-m", "studiox", "validate"], cwd=ROOT, capture_output=True, text=True)
+    result = cli("validate", cwd=ROOT)
     assert result.returncode == 2
     assert "Missing argument" in result.stderr and "Traceback" not in result.stderr
-    result = subprocess.run([sys.executable, "-m", "studiox", "frobnicate"], cwd=ROOT, capture_output=True, text=True)
+    result = cli("frobnicate", cwd=ROOT)
     assert result.returncode == 2
 
 
 def test_the_example_missions_are_valid_and_the_expense_report_runs(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "studiox", "run", "missions/expenses.yaml", "--inputs",
-                             "missions/data/expenses.yaml", "--home", str(tmp_path / "home")],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = cli("run", "missions/expenses.yaml", "--inputs", "missions/data/expenses.yaml", "--home",
+                 tmp_path / "home", cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == (
         "verdict: Approved with note — 1 line(s) over 25 EUR without a receipt; total 426.9 EUR")

@@ -1,4 +1,4 @@
-"""The run commands through real subprocesses: exit codes, inputs, locks, corrupt state, cancel, Ctrl-C."""
+"""The run commands: exit codes, inputs, locks (real competing processes), corrupt state, cancel, Ctrl-C (a real SIGINT)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ SLOW = (
 
 def _interrupted_run(sx, tmp_path, text=SLOW, kill_after=3) -> str:
     mission = write_mission(tmp_path / "m.yaml", text)
-    killed = sx("run", mission, "-q", STUDIOX_TEST_KILL_AFTER_EVENT=kill_after)
+    killed = sx.process("run", mission, "-q", STUDIOX_TEST_KILL_AFTER_EVENT=kill_after)  # SIGKILL: a real process
     assert killed.returncode == -signal.SIGKILL
     return killed.stdout.split()[0]
 

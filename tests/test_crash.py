@@ -31,7 +31,7 @@ def test_kill_at_every_event_then_resume_runs_each_finished_step_exactly_once(sx
     # kill a fresh run right after each event in turn: every boundary and every mid-step point
     for k in range(1, n_events):
         sx.effects.unlink(missing_ok=True)
-        killed = sx("run", MISSION, "-q", STUDIOX_TEST_KILL_AFTER_EVENT=k)
+        killed = sx.process("run", MISSION, "-q", STUDIOX_TEST_KILL_AFTER_EVENT=k)  # SIGKILL: a real process
         assert killed.returncode == -signal.SIGKILL, (k, killed.stderr)
         run_id = killed.stdout.split()[0]
         assert sx.state(run_id)["status"] == "interrupted", k
@@ -92,7 +92,8 @@ def test_kill_at_every_event_of_a_governed_payment_pays_exactly_once(sx):
     store.close()
     for k in range(1, n_events):
         sx.effects.unlink(missing_ok=True)
-        killed = sx("run", PAYMENT, "--input", "amount=40", "-q", STUDIOX_TEST_KILL_AFTER_EVENT=k)
+        # SIGKILL: a real process
+        killed = sx.process("run", PAYMENT, "--input", "amount=40", "-q", STUDIOX_TEST_KILL_AFTER_EVENT=k)
         assert killed.returncode == -signal.SIGKILL, (k, killed.stderr)
         run_id = killed.stdout.split()[0]
         resumed = sx("resume", run_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
@@ -136,7 +135,8 @@ def test_a_journaled_decision_is_a_fact_resume_never_asks_or_evaluates_again(sx)
     store.close()
     applied = next(e["seq"] for e in events if e["type"] == "decision_applied")
     sx.effects.unlink()
-    killed = sx("run", PAYMENT, "--input", "amount=40", "-q", STUDIOX_TEST_KILL_AFTER_EVENT=applied)
+    # SIGKILL: a real process
+    killed = sx.process("run", PAYMENT, "--input", "amount=40", "-q", STUDIOX_TEST_KILL_AFTER_EVENT=applied)
     run_id = killed.stdout.split()[0]
     resumed = sx("resume", run_id)
     assert resumed.returncode == 0, resumed.stdout
@@ -194,6 +194,7 @@ def test_a_decision_expires_after_its_time_limit_and_never_counts_as_approval(sx
 
 @pytest.fixture
 def terminal(sx):
+    """The CLI as a real process in a pty: a terminal, and ^C as SIGINT, need one."""
     def start(*args):
         return Terminal([sys.executable, "-m", "support.sx", *map(str, args)], sx.env(COLUMNS="120"))
     return start
@@ -263,8 +264,7 @@ def test_no_input_never_prompts_even_at_a_terminal(sx, terminal):
 
 
 def test_a_run_without_a_terminal_never_hangs_on_the_prompt(sx):
-    result = subprocess.run([sys.executable, "-m", "support.sx", "run", str(PAYMENT)], env=sx.env(),
-                            capture_output=True, text=True, timeout=30, input="a\n")  # piped stdin is no TTY
+    result = sx("run", PAYMENT, timeout=30, input="a\n")  # piped stdin is no TTY
     assert result.returncode == 3 and _paid(sx) == []
 
 
@@ -277,7 +277,8 @@ def test_an_in_doubt_call_is_asked_about_at_the_terminal(sx, terminal):
     seq = next(e["seq"] for e in store.events(clean.stdout.split()[0]) if e["type"] == "action_started")
     store.close()
     sx.effects.unlink()
-    run_id = sx("run", PAYMENT, "--input", "amount=40", "-q", STUDIOX_TEST_KILL_AFTER_EVENT=seq).stdout.split()[0]
+    run_id = sx.process("run", PAYMENT, "--input", "amount=40", "-q",  # SIGKILL: a real process
+                        STUDIOX_TEST_KILL_AFTER_EVENT=seq).stdout.split()[0]
     term = terminal("resume", run_id)
     screen = term.expect("give up (r) or defer (d)? [defer]")
     assert "may or may not have happened" in screen
@@ -295,7 +296,7 @@ def test_an_in_doubt_call_is_asked_about_at_the_terminal(sx, terminal):
 def test_kill_right_after_an_approval_is_recorded_then_resume_runs_the_action_exactly_once(sx):
     run_id, decision_id = _park(sx)
     assert sx("approve", decision_id).returncode == 0  # recorded, not yet acted on
-    killed = sx("resume", run_id, STUDIOX_TEST_KILL_AFTER_EVENT="decision_applied")
+    killed = sx.process("resume", run_id, STUDIOX_TEST_KILL_AFTER_EVENT="decision_applied")  # SIGKILL: a real process
     assert killed.returncode == -9
     assert "pay approved by" in killed.stdout and _paid(sx) == []
     finished = sx("resume", run_id)

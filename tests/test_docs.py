@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, cli
 
 from studiox.mission import loads
 
@@ -62,7 +60,6 @@ def test_the_common_mistakes_output_is_what_studiox_prints(tmp_path):
     section = page[page.index("## Common mistakes"):]
     broken, printed = re.findall(r"```text\n(.*?)```", section, re.DOTALL)[:2]
     (tmp_path / "broken.yaml").write_text(broken)
-    result = subprocess.run([sys.executable, "-m", "studiox", "validate", "broken.yaml"], cwd=tmp_path,
-                            capture_output=True, text=True, env={"COLUMNS": "300", "PATH": ""})
+    result = cli("validate", "broken.yaml", cwd=tmp_path, env={"COLUMNS": "300", "PATH": ""})
     assert result.returncode == 2
     assert result.stderr == printed

@@ -158,8 +158,7 @@ def _kill_after(studiox, mission, event_type: str, **env) -> str:
     from studiox.state.store import Store
 
     probe_home = studiox.home.parent / "probe-home"
-    probe = subprocess.run([sys.executable, "-m", "studiox", "run", str(mission), "-q", "--no-input"],
-                           env=studiox.env(STUDIOX_HOME=probe_home, **env), capture_output=True, text=True)
+    probe = studiox("run", mission, "-q", "--no-input", STUDIOX_HOME=probe_home, **env)
     store = Store.open(probe_home, create=False)
     seq = next(e["seq"] for e in store.events(probe.stdout.split()[0]) if e["type"] == event_type)
     store.close()
@@ -172,7 +171,7 @@ def test_kill_between_action_started_and_finished_idempotent_tool_is_retried_wit
                                                   "approval: {auto_approve_when: '${{ true }}'}}\n")
     seq = _kill_after(studiox, mission, "action_started")
     log.unlink()
-    killed = studiox("run", mission, "-q", STUDIOX_TEST_KILL_AFTER_EVENT=seq)
+    killed = studiox.process("run", mission, "-q", STUDIOX_TEST_KILL_AFTER_EVENT=seq)  # SIGKILL: a real process
     assert killed.returncode == -signal.SIGKILL
     run_id = killed.stdout.split()[0]
     resumed = studiox("resume", run_id)
@@ -183,7 +182,8 @@ def test_kill_between_action_started_and_finished_idempotent_tool_is_retried_wit
 
 
 def _kill_mid_call(studiox, mission, log) -> str:
-    """Start a run, SIGKILL it while the server is inside the call (its effect already made); the run id."""
+    """Start a run, SIGKILL it while the server is inside the call (its effect already made); the run id.
+    (A real process: it is killed.)"""
     proc = studiox.popen("run", mission, "-q", RECORD_DELAY=30)
     deadline = time.time() + 30
     while not effects(log) and time.time() < deadline:
@@ -226,7 +226,8 @@ def test_an_in_doubt_call_can_be_retried_by_a_person(studiox, tmp_path):
                                                   "approval: {auto_approve_when: '${{ true }}'}}\n")
     seq = _kill_after(studiox, mission, "action_started")
     log.unlink()
-    run_id = studiox("run", mission, "-q", STUDIOX_TEST_KILL_AFTER_EVENT=seq).stdout.split()[0]
+    # SIGKILL: a real process
+    run_id = studiox.process("run", mission, "-q", STUDIOX_TEST_KILL_AFTER_EVENT=seq).stdout.split()[0]
     parked = studiox("resume", run_id)
     assert parked.returncode == 3 and effects(log) == []
     decision = parked.stdout.split("waiting for a decision ")[1].split(":")[0]
@@ -263,7 +264,8 @@ def test_the_erp_server_books_one_payment_for_a_key_even_when_killed_after_actio
         "verdict: {choices: [Paid], value: Paid, note: '${{ len(steps.check.output.payments) }} payment(s)'}\n"))
     seq = _kill_after(studiox, mission, "action_started")
     (invoice_copy / "data" / "erp.sqlite").unlink()
-    run_id = studiox("run", mission, "-q", STUDIOX_TEST_KILL_AFTER_EVENT=seq).stdout.split()[0]
+    # SIGKILL: a real process
+    run_id = studiox.process("run", mission, "-q", STUDIOX_TEST_KILL_AFTER_EVENT=seq).stdout.split()[0]
     resumed = studiox("resume", run_id)
     assert resumed.returncode == 0, resumed.stdout
     assert "verdict: Paid — 1 payment(s)" in resumed.stdout

@@ -3,10 +3,8 @@ YAML nested a thousand levels deep, and expressions nested past what the evaluat
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+from conftest import cli
 
 from studiox.errors import MissionInvalid
 from studiox.mission import loads, yamlread
@@ -59,8 +57,7 @@ def test_validate_exits_2_with_the_place_for_deep_yaml_and_deep_expressions(tmp_
     }
     for name, text in files.items():
         (tmp_path / name).write_text(text)
-    result = subprocess.run([sys.executable, "-m", "studiox", "validate", *files], cwd=tmp_path,
-                            capture_output=True, text=True)
+    result = cli("validate", *files, cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-1000:]
     assert "internal error" not in result.stderr and "Traceback" not in result.stderr
     places = [line.split(": ")[0] for line in result.stderr.splitlines() if not line.startswith("✗")]

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, cli
 
 from studiox.errors import MissionInvalid
 from studiox.mission import load, loads
@@ -76,9 +74,7 @@ def test_yes_and_no_stay_text_as_in_yaml_1_2():
 
 
 def test_validate_json_gives_editors_every_problem_with_its_place():
-    result = subprocess.run([sys.executable, "-m", "studiox", "validate", "--json",
-                             "tests/invalid/unknown_integration_did_you_mean.yaml"], cwd=ROOT, capture_output=True,
-                            text=True)
+    result = cli("validate", "--json", "tests/invalid/unknown_integration_did_you_mean.yaml", cwd=ROOT)
     assert result.returncode == 2
     payload = json.loads(result.stdout)
     assert payload["files"][0]["problems"] == [{
@@ -87,8 +83,7 @@ def test_validate_json_gives_editors_every_problem_with_its_place():
 
 
 def test_validate_never_shows_a_traceback_for_the_whole_corpus():
-    result = subprocess.run([sys.executable, "-m", "studiox", "validate", *map(str, CORPUS)], cwd=ROOT,
-                            capture_output=True, text=True)
+    result = cli("validate", *CORPUS, cwd=ROOT)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
     assert result.stderr.count("✗") == len(CORPUS)

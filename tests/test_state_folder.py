@@ -61,7 +61,7 @@ def test_a_folder_left_by_an_unfinished_creation_is_finished_by_the_next_run(sx,
 @pytest.mark.parametrize("stage", ["folder", "caches", "marker"])
 def test_kill_during_the_creation_of_the_state_folder_then_run_again(sx, tmp_path, stage):
     mission = write_mission(tmp_path / "m.yaml", HELLO)
-    killed = sx("run", mission, "-q", STUDIOX_TEST_KILL_DURING_CREATE=stage)
+    killed = sx.process("run", mission, "-q", STUDIOX_TEST_KILL_DURING_CREATE=stage)  # SIGKILL: a real process
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert sx.home.is_dir()
     again = sx("run", mission, "-q")
@@ -143,6 +143,9 @@ class ReadOnly:
             subprocess.run(["chattr", "-R", "-i", self.sx.home], check=False)
 
     def __call__(self, *args) -> subprocess.CompletedProcess:
+        if not self.prefix:
+            return self.sx(*args, cwd="/", HOME="/tmp")
+        # a subprocess: only a new process can run without root's capabilities (setpriv)
         return subprocess.run([*self.prefix, *self.sx.argv(*args)], capture_output=True, text=True, timeout=60,
                               cwd="/", env=self.sx.env(HOME="/tmp"), stdin=subprocess.DEVNULL)
 
@@ -174,7 +177,8 @@ def test_a_read_only_state_folder_can_be_read_and_writing_commands_say_it_is_rea
     waiting_run = parked.stdout.split()[1]
     decision = parked.stdout.split("waiting for a decision ")[1].split(":")[0]
     if last_writer == "was killed":  # its uncommitted WAL files stay beside the databases
-        killed = sx("run", PAYMENT, "--input", "amount=40", "-q", STUDIOX_TEST_KILL_AFTER_EVENT=3)
+        # SIGKILL: a real process
+        killed = sx.process("run", PAYMENT, "--input", "amount=40", "-q", STUDIOX_TEST_KILL_AFTER_EVENT=3)
         assert killed.returncode == -signal.SIGKILL
         assert list(sx.home.glob("journal/cache.db-wal"))
     run_ids = sx.run_ids()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import cli
 from test_engine import ScriptedTools
 
 from studiox import mission as missions
@@ -267,20 +268,19 @@ def test_the_cli_runs_a_worker_offline_with_replay_and_status_shows_usage(tmp_pa
     replay.write_text("extract:\n  - output: {invoice_number: INV-1, total: 500}\n    reasoning: read it\n")
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("STUDIOX_", "OPENAI"))},
            "STUDIOX_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
-    result = subprocess.run([sys.executable, "-m", "studiox", "run", str(mission), "--replay", str(replay)],
-                            env=env, capture_output=True, text=True, timeout=120)
+    result = cli("run", mission, "--replay", replay, env=env, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "· reasoning: read it" in result.stdout
     assert "model gpt-4o-mini: replayed" in result.stdout
     run_id = result.stdout.split()[1]
-    status = json.loads(subprocess.run([sys.executable, "-m", "studiox", "status", run_id, "--json"], env=env,
-                                       capture_output=True, text=True).stdout)
+    status = json.loads(cli("status", run_id, "--json", env=env).stdout)
     assert status["usage"]["model_calls"] == 1 and status["usage"]["replayed"] == 1
     assert status["usage"]["cost_usd"] is None  # nothing was spent, and no dollars are invented
 
 
 @pytest.mark.parametrize("args", [["validate", "missions/invoice.yaml"], ["runs"], ["status", "--help"]])
 def test_commands_that_run_no_model_do_not_import_litellm(args, tmp_path):
+    # a subprocess: what a command imports is only seen in a fresh interpreter
     probe = ("import sys; from studiox.cli import main; code = main(sys.argv[1:]); "
              "print('LITELLM' if 'litellm' in sys.modules else 'CLEAN'); sys.exit(code)")
     from conftest import ROOT

@@ -1,7 +1,9 @@
 """The studiox CLI with a test tools door: each tool call appends a line to $SX_EFFECTS.
 
-Crash and lock tests run this as a real subprocess, so that SIGKILL, SIGINT and two
-competing processes are exercised for real. Tools: ``append`` (records the call), ``sleep``
+Most tests call the CLI in the test process with ``ports`` as the door (tests/conftest.py);
+crash, lock, signal and terminal tests run this module as a real subprocess
+(``python -m support.sx``), so that SIGKILL, SIGINT and competing processes are exercised for
+real. Importing it sets nothing: only running it as a program opens the door. Tools: ``append`` (records the call), ``sleep``
 (waits ``seconds`` then records; not at all with $SX_SLEEP_FAST), ``flaky`` (fails until its ``$SX_FLAKY`` counter file says
 it has failed ``times`` times), ``pay`` (records the call; state-changing, so it is gated).
 """
@@ -44,16 +46,15 @@ class EffectTools:
         return None
 
 
-def _ports(mission, run_id, options) -> Ports:
+def ports(mission, run_id, options) -> Ports:
     from studiox.adapters.models import LiteLLMModels, Replay
 
     replay = Replay.load(options["replay"]) if options.get("replay") else None
     return Ports(tools=EffectTools(), models=LiteLLMModels(replay))
 
 
-api.PORTS_FACTORY = _ports
-
 if __name__ == "__main__":
     from studiox.cli import main
 
+    api.PORTS_FACTORY = ports
     sys.exit(main())
