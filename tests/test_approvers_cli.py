@@ -93,7 +93,7 @@ class Shell:
         setpriv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups",
                    "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search", "--"]
         return subprocess.run(setpriv + self.sx.argv(*args), capture_output=True, text=True, timeout=60,
-                              env=self.sx.env(HOME=str(self.sx.home.parent)), stdin=subprocess.DEVNULL, umask=0)
+                              env=_unmeasured(self.sx.env(HOME=str(self.sx.home.parent))), stdin=subprocess.DEVNULL, umask=0)
 
     def show(self, decision_id: str) -> dict:
         return json.loads(self.sx("decision", "show", decision_id, "--json").stdout)
@@ -225,3 +225,8 @@ def test_at_the_terminal_the_starter_is_refused_under_four_eyes_and_the_run_park
     assert f"you ({pwd.getpwuid(os.getuid()).pw_name}) started this run; four-eyes: someone else must approve" in screen
     assert term.wait() == 3
     assert [e for e in sx.effects_log() if e["tool"] == "pay"] == []
+
+
+def _unmeasured(env: dict) -> dict:
+    """The environment without coverage's subprocess measuring: another OS user cannot write its data file."""
+    return {k: v for k, v in env.items() if not k.startswith("COVERAGE_")}

@@ -34,7 +34,7 @@ def _as(studiox, user: str, *args) -> subprocess.CompletedProcess:
     setpriv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups",
                "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search", "--"]
     return subprocess.run(setpriv + studiox.argv(*args), capture_output=True, text=True, timeout=60,
-                          env=studiox.env(HOME=str(studiox.home.parent)), stdin=subprocess.DEVNULL, umask=0)
+                          env=_unmeasured(studiox.env(HOME=str(studiox.home.parent))), stdin=subprocess.DEVNULL, umask=0)
 
 
 def _decision(result) -> str:
@@ -81,3 +81,8 @@ def test_one_invoice_is_paid_once_by_a_second_pair_of_eyes_on_evidence_still_tru
     assert f"approved by {ALICE}" in explain
     with sqlite3.connect(missions / "data" / "erp.sqlite") as db:
         assert db.execute("SELECT invoice_number, amount FROM payments").fetchall() == [("INV-2291", 1780.0)]
+
+
+def _unmeasured(env: dict) -> dict:
+    """The environment without coverage's subprocess measuring: another OS user cannot write its data file."""
+    return {k: v for k, v in env.items() if not k.startswith("COVERAGE_")}

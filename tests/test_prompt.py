@@ -368,7 +368,8 @@ def test_decision_show_of_an_in_doubt_decision_wraps_at_80_columns(sx):
     store = Store.open(sx.home, create=False)
     seq = next(e["seq"] for e in store.events(clean.stdout.split()[0]) if e["type"] == "action_started")
     store.close()
-    run_id = sx("run", PAYMENT, "--input", "amount=40", "-q", STUDIOX_TEST_KILL_AFTER_EVENT=seq).stdout.split()[0]
+    run_id = sx.process("run", PAYMENT, "--input", "amount=40", "-q",  # killed: a real process
+                        STUDIOX_TEST_KILL_AFTER_EVENT=seq).stdout.split()[0]
     parked = sx("resume", run_id)
     assert parked.returncode == 3, parked.stdout + parked.stderr
     decision_id = parked.stdout.split("waiting for a decision ")[1].split(":")[0]
