@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import expressions as ex
 from ..errors import Problem
 from .schema import suggest
+from .shapes import render_fields, undeclared_in_schema, undeclared_in_value
 from .yamlread import Located, render_path
 
 KINDS = ("worker", "tool", "retrieve", "set", "foreach", "branch", "fail", "finish")
@@ -331,17 +332,17 @@ class _Checker:
         if not isinstance(step, dict):
             return None
         if isinstance(step.get("worker"), dict) and isinstance(step["worker"].get("output"), dict):
-            missing = _undeclared_in_schema(step["worker"]["output"], path[3:])
+            missing = undeclared_in_schema(step["worker"]["output"], path[3:])
             what = "its output schema declares"
         elif isinstance(step.get("set"), dict):
-            missing = _undeclared_in_value(step["set"], path[3:])
+            missing = undeclared_in_value(step["set"], path[3:])
             what = "the fields there are"
         else:
             return None
         if missing is None:
             return None
         i, declared = missing
-        name, under = path[3 + i], _render_fields(path[3:3 + i])
+        name, under = path[3 + i], render_fields(path[3:3 + i])
         hint = suggest(name, declared) or f"; {what} {', '.join(map(str, declared[:10]))}"
         return f"the output of the step '{path[1]}' has no field '{name}'{f' under {under!r}' if under else ''}{hint}"
 
@@ -440,53 +441,6 @@ def _jumps(step: dict, path: tuple):
 
 def _bounded(step: dict) -> bool:
     return isinstance(step.get("branch"), dict) and isinstance(step["branch"].get("max_iterations"), int)
-
-
-_OPEN_SHAPES = ("oneOf", "anyOf", "allOf", "not", "if", "$ref", "$dynamicRef", "patternProperties",
-                "unevaluatedProperties", "dependentSchemas", "prefixItems")
-
-
-def _undeclared_in_schema(schema: dict, fields: tuple) -> tuple[int, list] | None:
-    """``(i, declared names)`` when ``fields[i]`` is not a property the JSON Schema declares there;
-    None when every field is declared, or the schema leaves that shape open."""
-    node = schema
-    for i, field_ in enumerate(fields):
-        if not isinstance(node, dict) or any(k in node for k in _OPEN_SHAPES):
-            return None
-        types = node.get("type")
-        types = [types] if isinstance(types, str) else types if isinstance(types, list) else []
-        if isinstance(field_, int):
-            if "array" not in types or not isinstance(node.get("items"), dict):
-                return None
-            node = node["items"]
-            continue
-        props = node.get("properties")
-        if not isinstance(props, dict) or (types and "object" not in types) or \
-                node.get("additionalProperties", False) is not False:
-            return None
-        if field_ not in props:
-            return i, list(props)
-        node = props[field_]
-    return None
-
-
-def _undeclared_in_value(value, fields: tuple) -> tuple[int, list] | None:
-    """The same for a value written out in the mission (a set step's mapping): text, which may be an
-    expression, leaves the shape open."""
-    for i, field_ in enumerate(fields):
-        if isinstance(field_, int) and isinstance(value, list) and -len(value) <= field_ < len(value):
-            value = value[field_]
-        elif isinstance(field_, str) and isinstance(value, dict):
-            if field_ not in value:
-                return i, list(value)
-            value = value[field_]
-        else:
-            return None
-    return None
-
-
-def _render_fields(fields: tuple) -> str:
-    return "".join(f"[{f}]" if isinstance(f, int) else f".{f}" for f in fields).lstrip(".")
 
 
 def _has_default_model(models: dict) -> bool:
