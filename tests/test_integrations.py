@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -15,6 +14,7 @@ import uuid
 
 import pytest
 from conftest import ROOT, TESTS, write_mission
+from support.mcp_runs import assert_no_orphans
 
 SERVER = TESTS / "support" / "mcp_test_server.py"
 
@@ -31,27 +31,6 @@ def mission_with(tmp_path, steps: str, *, marker: str = "", extra: str = "") -> 
 
 def effects(log) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
-def server_processes(marker: str) -> list[int]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
-                status = open(f"/proc/{pid}/status").read()
-            except OSError:
-                continue
-            if marker in cmdline and "State:\tZ" not in status:
-                found.append(int(pid))
-    return found
-
-
-def assert_no_orphans(marker: str) -> None:
-    deadline = time.time() + 10
-    while server_processes(marker) and time.time() < deadline:
-        time.sleep(0.1)
-    assert server_processes(marker) == []
 
 
 def test_tool_results_structured_text_and_json_text(studiox, tmp_path):
