@@ -68,7 +68,7 @@ def exit_code(outcome) -> int:
     return {"succeeded": EXIT_OK, "waiting": EXIT_WAITING}.get(outcome.status, EXIT_FAILED)
 
 
-def say_what_next(outcome) -> None:
+def say_what_next(outcome, store=None) -> None:
     """After a drive that did not finish: what the run waits for, and the commands to go on."""
     if outcome.status != "waiting":
         return
@@ -85,6 +85,9 @@ def say_what_next(outcome) -> None:
               f"  give up:      studiox reject {did} --reason TEXT --resume\n"
               f"  see it:       studiox decision show {did}")
         return
+    rules = (api.queue(store).get(did).request.get("rules") or {}) if store is not None else {}
+    if rules.get("four_eyes"):
+        plain(f"  four eyes: {rules.get('started_by')} started this run, so someone else approves it")
     plain(f"  approve:  studiox approve {did} --resume   (add --note TEXT, or --set NAME=VALUE to correct)\n"
           f"  reject:   studiox reject {did} --reason TEXT --resume\n"
           f"  see it:   studiox decision show {did}\n"
@@ -104,7 +107,7 @@ def drive(store, run_id: str, *, resume: bool, retry_failed: bool = False, ask: 
     if as_json:
         print_json(api.outcome_json(outcome, code))
     else:
-        say_what_next(outcome)
+        say_what_next(outcome, store)
     raise typer.Exit(code)
 
 
