@@ -82,11 +82,32 @@ class Checked:
     problems: list[Problem]
 
 
-def load_mission(path: str | Path) -> Mission:
-    """Read, check and type a mission file (raises MissionInvalid with every problem)."""
-    from .mission import load
+def load_mission(path: str | Path, store: Store | None = None) -> Mission:
+    """Read, check and type a mission file (raises MissionInvalid with every problem).
 
-    return load(path)
+    With a store: a text this studiox version has validated before (same digest) is not checked
+    again, only parsed; a text that passes is remembered (``validated:VERSION:DIGEST``)."""
+    from .mission import digest_of, from_snapshot, loads, read_source
+
+    text = read_source(path)
+    if store is None:
+        return loads(text, str(path))
+    if store.record(_validated(digest_of(text))) is not None:
+        return from_snapshot(text, str(path), digest_of(text))
+    mission = loads(text, str(path))
+    remember_valid(store, mission)
+    return mission
+
+
+def remember_valid(store: Store, mission: Mission) -> None:
+    """Remember that this studiox version validated the mission's text (its digest)."""
+    store.add_record(_validated(mission.digest), {"file": mission.file, "at": time.time()})
+
+
+def _validated(digest: str) -> str:
+    from . import __version__
+
+    return f"validated:{__version__}:{digest}"
 
 
 def validate(files: list[Path]) -> list[Checked]:

@@ -139,3 +139,20 @@ def test_set_with_an_unknown_name_or_an_unfit_value_exits_2_and_records_nothing(
     assert approved.returncode == 0, approved.stderr
     outcome = json.loads(approved.stdout)["decision"]["outcome"]
     assert outcome["action"]["arguments"]["amount"] == 1700 and outcome["edited"]
+
+
+def test_a_mission_this_version_validated_before_is_not_checked_again(sx, tmp_path, monkeypatch):
+    from studiox.mission import schema
+
+    checked = []
+    check = schema.check
+    monkeypatch.setattr(schema, "check", lambda located: checked.append(located.file) or check(located))
+    mission = write_mission(tmp_path / "m.yaml", "mission: t\nsteps:\n  - {id: a, set: {x: 1}}\n")
+    assert sx("run", mission, "-q").returncode == 0
+    assert sx("run", mission, "-q").returncode == 0
+    assert len(checked) == 1  # the second run found its digest among the validated ones
+    mission.write_text(mission.read_text().replace("x: 1", "x: 2"))
+    assert sx("run", mission, "-q").returncode == 0
+    assert len(checked) == 2  # another text is checked in full
+    mission.write_text("mission: t\nsteps:\n  - {id: a, sett: {x: 1}}\n")
+    assert sx("run", mission).returncode == 2  # and an invalid one is still refused

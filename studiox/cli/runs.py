@@ -95,11 +95,11 @@ def say_what_next(outcome, store=None) -> None:
 
 
 def drive(store, run_id: str, *, resume: bool, retry_failed: bool = False, ask: bool = False,
-          quiet: bool = False, as_json: bool = False) -> None:
+          quiet: bool = False, as_json: bool = False, mission=None) -> None:
     """Drive a run and exit with the code its outcome calls for (printing JSON when asked)."""
     engine = make_engine(store, quiet=quiet, ask=ask, silent=as_json)
     try:
-        outcome = engine.drive(run_id, resume=resume, retry_failed=retry_failed)
+        outcome = engine.drive(run_id, resume=resume, retry_failed=retry_failed, mission=mission)
     except KeyboardInterrupt:
         err.print(f"run {run_id} stopped; continue it with: studiox resume {run_id}", markup=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -145,13 +145,17 @@ def run(
     """Run a mission from its first step. Prints the run id first, then each step, then the verdict."""
     from ..mission.inputs import collect
 
-    mission = api.load_mission(mission_file)
+    known = api.open_store(remember_home(home))  # a mission validated before by this version is not checked again
+    mission = api.load_mission(mission_file, known)
     values = collect(mission, input_pairs, input_files)
     options = api.run_options(model=model, cache=cache, replay=replay, allow_duplicate=allow_duplicate)
-    store = api.open_store(remember_home(home), create=True)
+    store = known or api.open_store(home, create=True)
     assert store is not None  # created when missing
+    if known is None:  # the first run in a new state folder: remember this mission as validated
+        api.remember_valid(store, mission)
     run_id = make_engine(store, quiet=quiet, silent=as_json).start(mission, values, options)
-    drive(store, run_id, resume=False, ask=interactive(no_input, as_json), quiet=quiet, as_json=as_json)
+    drive(store, run_id, resume=False, ask=interactive(no_input, as_json), quiet=quiet, as_json=as_json,
+          mission=mission)
 
 
 @app.command()

@@ -100,6 +100,7 @@ class RunView(Protocol):
     ports: Ports
     observations: list
     gate: Any  # gate.Gate
+    excluded: dict[str, float]
 
     @property
     def key_scope(self) -> str | None: ...

@@ -95,18 +95,22 @@ class Engine:
             keys.register(self.store, mission.name, key, run_id, self.clock())
         return run_id
 
-    def drive(self, run_id: str, *, resume: bool = False, retry_failed: bool = False) -> Outcome:
+    def drive(self, run_id: str, *, resume: bool = False, retry_failed: bool = False,
+              mission: Mission | None = None) -> Outcome:
         """Run (or resume) a run until it finishes, fails, parks or is cancelled; holds its lock.
 
         ``retry_failed`` takes up a failed run again from the step that failed (after, say, the
-        system it called was repaired); steps that finished are still never run again.
+        system it called was repaired); steps that finished are still never run again. ``mission``:
+        the run's mission when the caller has it already (the run was just started with it); it is
+        used only if it is the journaled snapshot (same digest), else the snapshot is parsed.
         """
         with RunLock(self.store.home, run_id):
             state = self._resumable(run_id, retry_failed=retry_failed)
             started = state.started
             assert started is not None  # checked by _resumable
-            snapshot_file = started.get("path") or started["file"]
-            mission = missions.from_snapshot(started["source"], snapshot_file, started["digest"])
+            if mission is None or mission.digest != started["digest"] or mission.source != started["source"]:
+                snapshot_file = started.get("path") or started["file"]
+                mission = missions.from_snapshot(started["source"], snapshot_file, started["digest"])
             changed = _file_changed(started)
             journal = self._journal(run_id)
             if resume:

@@ -61,6 +61,8 @@ class Run:
         self.observations = list(state.observations)
         self.gate = Gate(self)
         self.steps_by_id = {s.id: s for s in mission.walk()}
+        self.excluded: dict[str, float] = {}  # step address → seconds of its attempt that were not its work
+        _preload(mission)
 
     async def main(self) -> Outcome:
         """Walk the run to its end, or until it parks; journal how it ended."""
@@ -192,8 +194,9 @@ class Run:
                     attempt += 1
                     continue
                 return self.failed(step, address, e, attempt)
+            took = time.perf_counter() - started - self.excluded.pop(address, 0.0)
             return self.finished(address, status="succeeded", output=output, attempts=attempt,
-                                 duration=round(time.perf_counter() - started, 6))
+                                 duration=round(max(took, 0.0), 6))
 
     async def attempt(self, step: Step, address: str, scope: Scope, data: dict, attempt: int) -> Any:
         """One attempt: propose, pass the gate, act (exactly once when it changes the world)."""
@@ -368,6 +371,24 @@ class Run:
             event = self.journal.append("observation", step=address, message=message, **({"data": data} if data else {}))
             self.observations.append(event)
         return emit
+
+
+def _preload(mission: Mission) -> None:
+    """Start importing the client libraries the mission will need, in the background."""
+    from ..adapters import preload
+
+    kinds = {s.kind for s in mission.walk()}
+    if "worker" in kinds:
+        from ..adapters.models import _litellm
+
+        preload.start("litellm", _litellm)
+    if mission.integrations:
+        preload.start("mcp", _import_mcp)
+
+
+def _import_mcp() -> None:
+    import mcp.client  # noqa: F401
+    import mcp.client.stdio  # noqa: F401
 
 
 def _differences(before, after, path: str = "") -> list[tuple[str, str, str]]:

@@ -9,6 +9,7 @@ is answered from the journal: the model is not asked again, a tool is not called
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -83,6 +84,7 @@ class WorkerDoors:
         if hit is not None:
             reply = hit
         else:
+            await self.client_loaded()
             reply = await self.run.ports.models.complete(call, address=self.address, step_id=self.step.id,
                                                          index=index)
             if use_cache and not reply.get("replayed"):
@@ -95,6 +97,17 @@ class WorkerDoors:
         self.run.state.model_calls.append(event)
         self.journaled.append(event)
         return reply
+
+    async def client_loaded(self) -> None:
+        """If the model client is still being imported in the background, say so and wait; the wait is
+        not the step's own work, so it is left out of the step's duration."""
+        from ..adapters import preload
+
+        if not preload.pending("litellm"):
+            return
+        self.run.emitter(self.address)("loading the model client (litellm)…")
+        waited = await asyncio.to_thread(preload.wait, "litellm")
+        self.run.excluded[self.address] = self.run.excluded.get(self.address, 0.0) + waited
 
     # ------------------------------------------------------------------ tools
 

@@ -150,6 +150,11 @@ def digest_of(text: str) -> str:
 
 def load(path: str | Path) -> Mission:
     """Read, check and type a mission file; raises MissionInvalid with every problem found."""
+    return loads(read_source(path), str(path))
+
+
+def read_source(path: str | Path) -> str:
+    """A mission file's text: UTF-8, at most 1 MB; MissionInvalid naming the file otherwise."""
     file = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -159,7 +164,7 @@ def load(path: str | Path) -> Mission:
         raise MissionInvalid([Problem(file, 0, 0, "", "this is a folder, not a mission file")]) from None
     except OSError as e:
         raise MissionInvalid([Problem(file, 0, 0, "", f"cannot read the file: {e.strerror}")]) from None
-    return loads(yamlread.read_text(file, raw), file)
+    return yamlread.read_text(file, raw)
 
 
 def loads(text: str, file: str = "<mission>", *, check_paths: bool = True) -> Mission:

@@ -1,0 +1,52 @@
+"""Heavy client libraries imported in the background as a run starts, off the critical path.
+
+Importing litellm costs seconds; a run whose mission has worker steps starts importing it in a
+thread while its first steps run, so the first model call rarely waits, and when it does the
+wait is said on the rail and not counted as the step's own work. ``STUDIOX_PRELOAD=off``
+turns this off (the import then happens at the first model call, as before).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+_loads: dict[str, threading.Thread] = {}
+_lock = threading.Lock()
+
+
+def start(name: str, load: Callable[[], object]) -> None:
+    """Begin importing ``name`` in a daemon thread (once per process)."""
+    if os.environ.get("STUDIOX_PRELOAD", "on").lower() in ("off", "0", "no", "false"):
+        return
+    with _lock:
+        if name in _loads:
+            return
+
+        def run() -> None:
+            try:
+                load()
+            except Exception:  # noqa: BLE001 - the import is tried again, with its error, where it is used
+                pass
+
+        thread = threading.Thread(target=run, name=f"studiox-preload-{name}", daemon=True)
+        _loads[name] = thread
+        thread.start()
+
+
+def pending(name: str) -> bool:
+    """True while ``name`` is still being imported in the background."""
+    thread = _loads.get(name)
+    return thread is not None and thread.is_alive()
+
+
+def wait(name: str) -> float:
+    """Wait for the background import of ``name`` to end; the seconds waited."""
+    thread = _loads.get(name)
+    if thread is None:
+        return 0.0
+    started = time.perf_counter()
+    thread.join()
+    return time.perf_counter() - started
