@@ -223,17 +223,24 @@ class RunRow:
         return {**self.__dict__, "started": iso(self.started)}
 
 
-def list_runs(store: Store | None, *, status: str | None = None, mission: str | None = None) -> list[RunRow]:
-    """Every run, newest first, each read in a few lookups (its first and last events)."""
+def list_runs(store: Store | None, *, status: str | None = None, mission: str | None = None,
+              key: str | None = None, since: float | None = None, limit: int | None = None) -> list[RunRow]:
+    """Runs, newest first: at most ``limit`` of them, each read in a few lookups (its first and last
+    events), and only for the runs that can still be shown — the newest are read first."""
     from .state.journal import run_status, summary
     from .state.keys import key_of
     from .state.locks import is_driven
 
     if store is None:
         return []
-    rows = []
-    for key, info in store.records("run:"):
-        run_id = key.removeprefix("run:")
+    candidates = sorted(((info.get("created") or 0.0, k.removeprefix("run:"), info)
+                         for k, info in store.records("run:")), key=lambda c: (c[0], c[1]), reverse=True)
+    rows: list[RunRow] = []
+    for created, run_id, info in candidates:
+        if limit is not None and len(rows) >= limit:
+            break
+        if (mission and info.get("mission") != mission) or (since is not None and created < since):
+            continue
         first, last = summary(store, run_id)
         if first is None or last is None:
             continue
@@ -241,9 +248,14 @@ def list_runs(store: Store | None, *, status: str | None = None, mission: str | 
                      run_status(last, driven=is_driven(store.home, run_id)),
                      last.get("verdict") if last["type"] == "run_finished" else None,
                      first["at"], last["at"] - first["at"], key_of(store, run_id))
-        if (not status or row.status == status) and (not mission or row.mission == mission):
+        if (not status or row.status == status) and (not key or row.key == key):
             rows.append(row)
-    return sorted(rows, key=lambda r: r.started or 0, reverse=True)
+    return rows
+
+
+def count_runs(store: Store | None) -> int:
+    """How many runs the state folder holds."""
+    return 0 if store is None else len(store.records("run:"))
 
 
 def usage(state: RunState) -> dict:

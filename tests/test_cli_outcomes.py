@@ -156,3 +156,23 @@ def test_a_mission_this_version_validated_before_is_not_checked_again(sx, tmp_pa
     assert len(checked) == 2  # another text is checked in full
     mission.write_text("mission: t\nsteps:\n  - {id: a, sett: {x: 1}}\n")
     assert sx("run", mission).returncode == 2  # and an invalid one is still refused
+
+
+def test_runs_shows_the_newest_first_within_a_limit_and_filters_by_key_and_time(sx, tmp_path):
+    mission = write_mission(tmp_path / "m.yaml", "mission: t\nkey: ${{ inputs.n }}\ninputs: {n: {type: string}}\n"
+                                                 "steps:\n  - {id: a, set: {x: 1}}\n")
+    made = []
+    for n in ("A", "B", "C"):
+        result = sx("run", mission, "--input", f"n={n}", "-q")
+        assert result.returncode == 0, result.stderr
+        made.append(result.stdout.split()[0])
+    newest = json.loads(sx("runs", "--limit", "2", "--json").stdout)
+    assert [r["id"] for r in newest] == made[:0:-1]  # C, then B
+    shown = sx("runs", "--limit", "2")
+    assert "the newest 2 of 3 runs; --limit N or --all for more" in shown.stdout
+    assert len(json.loads(sx("runs", "--all", "--json").stdout)) == 3
+    assert [r["key"] for r in json.loads(sx("runs", "--key", "B", "--json").stdout)] == ["B"]
+    assert len(json.loads(sx("runs", "--since", "1h", "--json").stdout)) == 3
+    assert json.loads(sx("runs", "--since", "2999-01-01", "--json").stdout) == []
+    bad = sx("runs", "--since", "yesterday-ish")
+    assert bad.returncode == 2 and "--since yesterday-ish" in bad.stderr

@@ -200,17 +200,51 @@ def runs(
         "--status", help="Only runs with this status (succeeded, failed, waiting, running, interrupted, cancelled).")
     ] = None,
     mission: Annotated[str | None, typer.Option("--mission", help="Only runs of this mission.")] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Only runs about this business key.")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", metavar="WHEN", help="Only runs started since then: a duration back from now (2h, 3d) or an "
+                                        "ISO 8601 date or time.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many, newest first.")] = 50,
+    show_all: Annotated[bool, typer.Option("--all", help="Show every run (no limit).")] = False,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first (the newest 50 unless --limit or --all)."""
     from ..ui.rail import runs_table
 
-    rows = api.list_runs(api.open_store(remember_home(home)), status=status, mission=mission)
+    store = api.open_store(remember_home(home))
+    rows = api.list_runs(store, status=status, mission=mission, key=key, since=_since(since),
+                         limit=None if show_all else limit)
     if as_json:
         print_json([r.as_json() for r in rows])
-    elif not rows:
-        plain(f"no runs{' match' if status or mission else ''} in {api.home_path(home)}")
-    else:
-        out.print(runs_table(rows))
+        return
+    filtered = status or mission or key or since
+    if not rows:
+        plain(f"no runs{' match' if filtered else ''} in {api.home_path(home)}")
+        return
+    out.print(runs_table(rows))
+    total = api.count_runs(store)
+    if not show_all and len(rows) == limit and total > limit:
+        plain(f"the newest {limit} of {total:,} runs{' that match' if filtered else ''}; "
+              "--limit N or --all for more")
+
+
+def _since(text: str | None) -> float | None:
+    """--since as a time: '2h' back from now, or an ISO 8601 date or time; a usage error otherwise."""
+    if text is None:
+        return None
+    import time
+    from datetime import datetime
+
+    from ..errors import UsageError
+    from ..units import seconds
+
+    back = seconds(text) if text[:1].isdigit() and text[-1:].isalpha() else None
+    if back:
+        return time.time() - back
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise UsageError(f"--since {text}: write a duration back from now (30m, 2h, 3d) or an ISO 8601 date or "
+                         "time (2026-11-25, 2026-11-25T09:00)") from None
 
 
 @app.command()
