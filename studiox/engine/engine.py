@@ -73,11 +73,7 @@ class Engine:
         options = options or {}
         key = start_key(mission, inputs)
         if key is not None and not options.get("allow_duplicate"):
-            live = keys.live_runs(self.store, mission.name, key, other_than="")
-            if live:
-                raise DuplicateRun(
-                    f"{key} already has a run that has not finished: {live[0]['run']} ({live[0]['status']}); finish "
-                    f"or cancel it (studiox status {live[0]['run']}), or start another with --allow-duplicate")
+            self._refuse_duplicate(mission, key, keys.live_runs(self.store, mission.name, key, other_than=""))
         for _ in range(20):
             run_id = self.new_id()
             if self.store.add_record(f"run:{run_id}", {"mission": mission.name, "created": self.clock()}):
@@ -93,7 +89,22 @@ class Engine:
         )
         if key is not None:
             keys.register(self.store, mission.name, key, run_id, self.clock())
+            if not options.get("allow_duplicate"):
+                # another process may have started one for the key since the check above. Registered
+                # first, checked after: of two racing starts at least one sees the other (both may)
+                earlier = keys.live_runs(self.store, mission.name, key, other_than=run_id)
+                if earlier:
+                    self._journal(run_id).append("run_finished", status="cancelled", user=os_user(), reason=(
+                        f"{key} already had a run that had not finished: {earlier[0]['run']}"))
+                    self._refuse_duplicate(mission, key, earlier)
         return run_id
+
+    @staticmethod
+    def _refuse_duplicate(mission: Mission, key: str, live: list[dict]) -> None:
+        if live:
+            raise DuplicateRun(
+                f"{key} already has a run that has not finished: {live[0]['run']} ({live[0]['status']}); finish "
+                f"or cancel it (studiox status {live[0]['run']}), or start another with --allow-duplicate")
 
     def drive(self, run_id: str, *, resume: bool = False, retry_failed: bool = False,
               mission: Mission | None = None) -> Outcome:

@@ -48,8 +48,7 @@ def lineage(run: RunView, step: Step, address: str, *, worker_calls: bool = Fals
         frontier += [n for n in _reads(by_id[name]) if n not in seen]
     pieces = []
     for name in seen:
-        at = prefix + name if (prefix + name) in run.state.done else name
-        pieces += _what_happened(run, by_id[name], at)
+        pieces += _what_happened(run, by_id[name], _latest(run, prefix, name))
     if worker_calls:  # a worker's own calls so far in this attempt: what its decision rests on
         for at, event in run.state.actions.items():
             if at.startswith(address + "/") or at.startswith(address + "@"):
@@ -57,6 +56,15 @@ def lineage(run: RunView, step: Step, address: str, *, worker_calls: bool = Fals
         pieces += [_reasoning(o) for o in run.observations if o["step"] == address
                    and o["message"].startswith("reasoning:")]
     return [p for p in pieces if p is not None]
+
+
+def _latest(run: RunView, prefix: str, name: str) -> str:
+    """The address of the latest visit of step ``name`` (``name#3`` in a loop), in the same item if it ran there."""
+    for base in (prefix + name, name) if prefix else (name,):
+        visits = [a for a in run.state.done if a == base or a.startswith(base + "#")]
+        if visits:
+            return max(visits, key=lambda a: int(a.rsplit("#", 1)[1]) if "#" in a[len(base):] else 1)
+    return name
 
 
 def _reads(step: Step) -> list[str]:

@@ -153,7 +153,8 @@ class Run:
             return
         store, at = self.engine.store, self.engine.clock()
         keys.register(store, self.mission.name, key, self.run_id, at)
-        live = keys.live_runs(store, self.mission.name, key, other_than=self.run_id, before=at)
+        # registered first, checked after: of two runs racing for the key at least one sees the other
+        live = keys.live_runs(store, self.mission.name, key, other_than=self.run_id)
         self.journal.append("key_set", key=key, live=[r["run"] for r in live])
         self.state.key = key
         if live and not self.options.get("allow_duplicate"):
@@ -174,7 +175,10 @@ class Run:
         attempt = self.state.attempts.get(address, 0) + 1
         while True:
             if attempt > 1:
-                acting.settle_before_retry(self, step, address)
+                try:
+                    acting.settle_before_retry(self, step, address)
+                except Rejected as r:  # a person gave up on a cut-off call: the step ends as rejected
+                    return self.finished(address, **self.gate.rejection(step, address, r.applied, data))
             self.journal.append("step_started", step=address, kind=step.kind, attempt=attempt)
             started = time.perf_counter()
             try:
@@ -214,7 +218,8 @@ class Run:
             raise StepError("invalid_arguments", misfit)  # never put to a person: it cannot succeed
         if action is not None and needs_decision(step, action):
             action = self.gate.check(step, address, action, data)
-            if step.approval is not None and step.approval.recheck and not action.read_only:
+            if step.approval is not None and step.approval.recheck and not action.read_only \
+                    and not self.acted(address):
                 await self.recheck(step, address, action, data)
         elif action is not None and action.read_only_why:
             ctx.emit(f"runs without a decision: {action.read_only_why}")
@@ -224,6 +229,12 @@ class Run:
             return await execute(step, ctx)
         return await acting.act_once(self, step, address, action, lambda: execute(step, ctx),
                                      key=ctx.idempotency_key, emit=ctx.emit)
+
+    def acted(self, address: str) -> bool:
+        """Whether the action at ``address`` was made, or may have been (then the in-doubt path decides):
+        evidence is rechecked before acting, never after — the action itself changes it."""
+        event = self.state.actions.get(address)
+        return event is not None and (event["type"] == "action_started" or bool(event.get("ok")))
 
     async def recheck(self, step: Step, address: str, action: Action, data: dict) -> None:
         """Evidence still true when the action runs: the read-only steps named in ``approval.recheck`` run
