@@ -113,3 +113,16 @@ def test_tools_that_honour_the_key_see_it_across_runs(tmp_path):
     h = _harness(tmp_path, ScriptedTools())
     _approve(h, h.engine.drive(_start(h, BY_STEP, "INV-3")))
     assert h.tools.calls[0][2] == "pay/INV-3/pay"
+
+
+def test_a_run_stopped_as_a_duplicate_is_not_taken_up_again_while_the_other_is_live(tmp_path):
+    from studiox.errors import DuplicateRun as Refused
+
+    h = _harness(tmp_path)
+    first = h.engine.drive(_start(h, BY_STEP, "INV-5"))
+    second = h.engine.drive(_start(h, BY_STEP, "INV-5"))
+    assert second.status == "failed" and second.error["kind"] == "duplicate"
+    with pytest.raises(Refused, match=f"INV-5 already has a run that has not finished: {first.run_id}"):
+        h.engine.drive(second.run_id, resume=True, retry_failed=True)
+    h.engine.cancel(first.run_id, "paid by hand")
+    assert h.engine.drive(second.run_id, resume=True, retry_failed=True).status == "waiting"  # now it may go on

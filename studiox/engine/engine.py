@@ -73,7 +73,7 @@ class Engine:
         options = options or {}
         key = start_key(mission, inputs)
         if key is not None and not options.get("allow_duplicate"):
-            self._refuse_duplicate(mission, key, keys.live_runs(self.store, mission.name, key, other_than=""))
+            self._refuse_duplicate(key, keys.live_runs(self.store, mission.name, key, other_than=""))
         for _ in range(20):
             run_id = self.new_id()
             if self.store.add_record(f"run:{run_id}", {"mission": mission.name, "created": self.clock()}):
@@ -96,11 +96,11 @@ class Engine:
                 if earlier:
                     self._journal(run_id).append("run_finished", status="cancelled", user=os_user(), reason=(
                         f"{key} already had a run that had not finished: {earlier[0]['run']}"))
-                    self._refuse_duplicate(mission, key, earlier)
+                    self._refuse_duplicate(key, earlier)
         return run_id
 
     @staticmethod
-    def _refuse_duplicate(mission: Mission, key: str, live: list[dict]) -> None:
+    def _refuse_duplicate(key: str, live: list[dict]) -> None:
         if live:
             raise DuplicateRun(
                 f"{key} already has a run that has not finished: {live[0]['run']} ({live[0]['status']}); finish "
@@ -148,6 +148,10 @@ class Engine:
                 raise RunNotResumable(
                     f"run {run_id} has failed at {error.get('step', '?')}: {error.get('message', '')}; once the "
                     f"cause is fixed, try again from that step with: studiox resume {run_id} --retry")
+            if error.get("kind") == "duplicate" and state.key and not (state.started.get("options") or {}).get(
+                    "allow_duplicate"):  # stopped for a live run about the same key: is there one still?
+                self._refuse_duplicate(state.key, keys.live_runs(self.store, state.mission_name, state.key,
+                                                                 other_than=run_id))
             self._journal(run_id).append("run_reopened", user=os_user(), failed_at=error.get("step"))
             state = derive(run_id, self.store.events(run_id))
         if state.finished:
