@@ -256,3 +256,13 @@ def studiox(tmp_path) -> Sx:
 def write_mission(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _model_client_imported():
+    """litellm imported once per test process, up front: a run that finds it still loading in the
+    background says so on its rail, which would make one run's events differ from another's.
+    (tests/test_preload.py covers that line; the fast-command tests run fresh interpreters.)"""
+    from studiox.adapters.models import _litellm
+
+    _litellm()

@@ -3,6 +3,7 @@ starts; a step that must wait for it says so on the rail, and the wait is not co
 
 from __future__ import annotations
 
+import threading
 import time
 
 from test_workers import EXTRACT, World
@@ -14,8 +15,9 @@ def test_a_worker_that_waits_for_the_model_client_says_so_and_the_wait_is_not_it
     from studiox.adapters.models import _litellm
 
     _litellm()  # imported already, so the step's own work is small
-    monkeypatch.setattr(preload, "_loads", {})
-    preload.start("litellm", lambda: time.sleep(2.0))  # a client that takes 2 s to load
+    loading = threading.Thread(target=time.sleep, args=(2.0,), daemon=True)  # a client that takes 2 s to load
+    loading.start()
+    monkeypatch.setattr(preload, "_loads", {"litellm": loading})
     world = World(tmp_path, {"extract": [{"output": {"invoice_number": "INV-1", "total": 500}}]})
     outcome = world.run(EXTRACT)
     assert outcome.status == "succeeded"

@@ -299,6 +299,9 @@ AUTO_AGENT = AGENT.replace("verdict:", "    approval:\n      auto_approve_when: 
 
 
 def test_a_crash_after_any_event_of_an_agentic_worker_never_repeats_a_turn_or_a_payment(tmp_path):
+    from studiox.adapters.models import _litellm
+
+    _litellm()  # imported before the probe: no 'loading the model client' line makes one run longer than another
     probe = World(tmp_path / "probe", AGENT_REPLAY)
     total = len(probe.store.events(probe.run(AUTO_AGENT).run_id))
     for k in range(2, total):

@@ -9,6 +9,7 @@ turns this off (the import then happens at the first model call, as before).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,8 @@ _lock = threading.Lock()
 def start(name: str, load: Callable[[], object]) -> None:
     """Begin importing ``name`` in a daemon thread (once per process)."""
     if os.environ.get("STUDIOX_PRELOAD", "on").lower() in ("off", "0", "no", "false"):
+        return
+    if name in sys.modules:  # imported already: nothing to wait for
         return
     with _lock:
         if name in _loads:
