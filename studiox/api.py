@@ -304,11 +304,25 @@ def queue(store: Store) -> DecisionQueue:
     return DecisionQueue(store, time.time)
 
 
-def list_decisions(store: Store | None, *, include_all: bool = False) -> list[Decision]:
-    """The Decision Queue: pending decisions (or every one), oldest first."""
+def list_decisions(store: Store | None, *, include_all: bool = False, limit: int | None = None,
+                   key: str | None = None, mission: str | None = None) -> list[Decision]:
+    """The Decision Queue: pending decisions (or every one), oldest first, at most ``limit``; a
+    decision's outcome and its run are read only while rows are still wanted."""
     if store is None:
         return []
-    return [d for d in queue(store).all() if include_all or d.status == "pending"]
+    requests = sorted((rec for k, rec in store.records("decision:") if k.count(":") == 1),
+                      key=lambda r: (r["requested_at"], r["id"]))
+    decisions = queue(store)
+    rows: list[Decision] = []
+    for request in requests:
+        if limit is not None and len(rows) >= limit:
+            break
+        if (key and request.get("key") != key) or (mission and request.get("mission") != mission):
+            continue
+        decision = decisions.get(request["id"])
+        if include_all or decision.status == "pending":
+            rows.append(decision)
+    return rows
 
 
 def decision_json(decision: Decision) -> dict:

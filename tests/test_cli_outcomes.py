@@ -176,3 +176,14 @@ def test_runs_shows_the_newest_first_within_a_limit_and_filters_by_key_and_time(
     assert json.loads(sx("runs", "--since", "2999-01-01", "--json").stdout) == []
     bad = sx("runs", "--since", "yesterday-ish")
     assert bad.returncode == 2 and "--since yesterday-ish" in bad.stderr
+
+
+def test_decisions_lists_the_oldest_first_within_a_limit_and_filters_by_key(sx, tmp_path):
+    mission = write_mission(tmp_path / "m.yaml", "mission: t\nkey: ${{ inputs.n }}\ninputs: {n: {type: string}}\n"
+                                                 "integrations: {fx: {command: x}}\n"
+                                                 "steps:\n  - {id: p, tool: fx.pay, arguments: {amount: 1}}\n")
+    waiting = [json.loads(sx("run", mission, "--input", f"n={n}", "--json").stdout)["waiting"]["decision"]
+               for n in ("A", "B", "C")]
+    assert [d["id"] for d in json.loads(sx("decisions", "--limit", "2", "--json").stdout)] == waiting[:2]
+    assert "the oldest 2; there may be more: --limit N" in sx("decisions", "--limit", "2").stdout
+    assert [d["key"] for d in json.loads(sx("decisions", "--key", "C", "--json").stdout)] == ["C"]

@@ -24,17 +24,23 @@ def decisions(
     as_json: AsJson = False,
     show_all: Annotated[bool, typer.Option(
         "--all", help="Decided, expired and void ones too (void: the run ended without them).")] = False,
+    key: Annotated[str | None, typer.Option("--key", help="Only decisions about this business key.")] = None,
+    mission: Annotated[str | None, typer.Option("--mission", help="Only decisions of this mission's runs.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many, oldest first.")] = 50,
 ) -> None:
-    """The Decision Queue: pending decisions across all runs, oldest first."""
+    """The Decision Queue: pending decisions across all runs, oldest first (at most 50 unless --limit)."""
     from ..ui.rail import decisions_table
 
-    rows = api.list_decisions(api.open_store(remember_home(home)), include_all=show_all)
+    rows = api.list_decisions(api.open_store(remember_home(home)), include_all=show_all, limit=limit, key=key,
+                              mission=mission)
     if as_json:
         print_json([api.decision_json(d) for d in rows])
     elif not rows:
         plain("no pending decisions" if not show_all else "no decisions")
     else:
         out.print(decisions_table(rows))
+        if len(rows) == limit:
+            plain(f"the oldest {limit}; there may be more: --limit N")
 
 
 @decision_app.command("show")
