@@ -86,14 +86,17 @@ def load_mission(path: str | Path, store: Store | None = None) -> Mission:
     """Read, check and type a mission file (raises MissionInvalid with every problem).
 
     With a store: a text this studiox version has validated before (same digest) is not checked
-    again, only parsed; a text that passes is remembered (``validated:VERSION:DIGEST``)."""
+    again, only parsed — unless it names knowledge folders, whose existence depends on where it
+    is and when; a text that passes is remembered (``validated:VERSION:DIGEST``)."""
     from .mission import digest_of, from_snapshot, loads, read_source
 
     text = read_source(path)
     if store is None:
         return loads(text, str(path))
     if store.record(_validated(digest_of(text))) is not None:
-        return from_snapshot(text, str(path), digest_of(text))
+        mission = from_snapshot(text, str(path), digest_of(text))
+        if not mission.knowledge:  # the checks of the text hold; the folders it names are checked again
+            return mission
     mission = loads(text, str(path))
     remember_valid(store, mission)
     return mission

@@ -292,8 +292,8 @@ class DecisionQueue:
         return self.get(claim["id"])
 
     def get(self, decision_id: str) -> Decision:
-        request = self.store.record(f"decision:{decision_id}")
-        if request is None:
+        request = self.store.record(f"decision:{decision_id}") if _is_id(decision_id) else None
+        if request is None or "run" not in request:
             raise RunNotFound(f"no decision '{decision_id}' (see 'studiox decisions')")
         outcome = self.store.record(f"decision:{decision_id}:outcome")
         expires = request.get("expires_at")
@@ -356,9 +356,10 @@ class DecisionQueue:
             decision = self.get(decision_id)  # someone else decided in the meantime
         existing = decision.outcome
         assert existing is not None  # written by us or by whoever was first
-        if existing["status"] == status == APPROVED and (action is None or
-                                                          existing["action"]["digest"] == action.digest()):
-            return decision  # approving twice is harmless
+        agreed = existing.get("action", {}).get("digest") == (action.digest() if action is not None
+                                                               else decision.request["action"]["digest"])
+        if existing["status"] == status == APPROVED and agreed:
+            return decision  # approving the same action twice is harmless
         if existing["status"] == status == REJECTED:
             return decision
         raise DecisionError(f"decision {decision_id} was already {existing['status']} by {existing['by']} at "
@@ -484,6 +485,11 @@ def edited_action(decision: Decision, edits: dict) -> Action:
             raise DecisionError("the edited arguments do not fit the tool: " + "; ".join(
                 f"{'.'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}" for e in errors))
     return proposed.with_arguments(arguments)
+
+
+def _is_id(text: str) -> bool:
+    """A decision id as studiox makes them: letters and digits only (never a record's ``ID:outcome``)."""
+    return bool(text) and text.isalnum() and text.isascii()
 
 
 def _new_id() -> str:

@@ -6,6 +6,7 @@ Used by the terminal prompt to show arguments and to read edited ones against th
 from __future__ import annotations
 
 import json
+import math
 import re
 
 
@@ -54,7 +55,12 @@ def parse_number(text: str) -> int | float:
                          f"or {compact.rstrip('0').rstrip('.')} for the decimal one")
     if not _NUMBER.fullmatch(compact):
         raise ValueError(f"'{raw}' is not a number (write it like 1700, 1,700.00 or 1700.5)")
-    return float(compact) if any(c in compact for c in ".eE") else int(compact)
+    if len(compact) > 40:
+        raise ValueError(f"'{_clip(raw)}' is too long to be an amount")
+    number = float(compact) if any(c in compact for c in ".eE") else int(compact)
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ValueError(f"'{_clip(raw)}' is too large to be a number")
+    return number
 
 
 _YES = {"yes": True, "y": True, "true": True, "no": False, "n": False, "false": False}
@@ -102,6 +108,8 @@ def parse_field(raw: str, schema: dict | None, current=None):
         else:
             if "integer" in types and "number" not in types and isinstance(number, float) and number.is_integer():
                 number = int(number)
+            if isinstance(current, (int, float)) and not isinstance(current, bool) and number == current:
+                return current  # 1,700.00 for 1700 is the same amount, not an edit
             return number
     if "string" in types:
         return text

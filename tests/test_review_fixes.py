@@ -4,6 +4,7 @@ recheck after the action was made, evidence from a loop's latest visit, two runs
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 from test_engine import Harness, ScriptedTools
@@ -106,3 +107,52 @@ def test_two_runs_racing_to_start_for_one_key_never_both_go_on(tmp_path, monkeyp
     with pytest.raises(DuplicateRun, match="INV-1 already has a run that has not finished"):
         h.engine.start(mission, {"inv": "INV-1"})
     assert h.engine.drive(racer[0]).status == "waiting"  # exactly one of them goes on
+
+
+def test_a_record_key_is_not_a_decision_id(sx):
+    from conftest import TESTS
+
+    parked = sx("run", TESTS / "missions" / "payment.yaml", "--json")
+    decision = json.loads(parked.stdout)["waiting"]["decision"]
+    assert sx("approve", decision).returncode == 0
+    for args in (["decision", "show", f"{decision}:outcome"], ["approve", f"{decision}:outcome"],
+                 ["reject", f"{decision}:outcome", "--reason", "x"]):
+        result = sx(*args)
+        assert result.returncode == 2 and f"no decision '{decision}:outcome'" in result.stderr, (args, result.stderr)
+
+
+def test_a_validated_mission_naming_a_missing_knowledge_folder_is_still_refused(studiox, tmp_path):
+    sx = studiox  # the real CLI: the test door has no knowledge
+    text = ("mission: t\nknowledge: {policies: {path: data}}\n"
+            "steps:\n  - {id: r, retrieve: {from: policies, query: hotel}}\n")
+    (tmp_path / "a" / "data").mkdir(parents=True)
+    (tmp_path / "a" / "data" / "p.txt").write_text("Hotels up to 180 EUR.")
+    (tmp_path / "b").mkdir()
+    for folder in ("a", "b"):
+        (tmp_path / folder / "m.yaml").write_text(text)
+    assert sx("run", tmp_path / "a" / "m.yaml", "-q").returncode == 0
+    refused = sx("run", tmp_path / "b" / "m.yaml")
+    assert refused.returncode == 2 and "does not exist" in refused.stderr
+
+
+def test_approving_as_proposed_never_agrees_silently_with_someone_elses_edit(tmp_path):
+    from studiox.errors import DecisionError
+    from studiox.governance import edited_action
+
+    h = Harness(tmp_path)
+    out = h.run("steps:\n  - {id: p, tool: fx.pay, arguments: {amount: 100}}\n")
+    decision = h.engine.decisions.get(out.waiting["decision"])
+    h.engine.decisions.decide(decision.id, APPROVED, by="bob", action=edited_action(decision, {"amount": 100000}))
+    with pytest.raises(DecisionError, match="already approved by bob"):
+        h.engine.decisions.decide(decision.id, APPROVED, by="carol")  # carol saw 100, not 100,000
+
+
+def test_retyping_an_amount_in_another_form_is_not_an_edit():
+    from studiox.values import parse_field, parse_number
+
+    assert parse_field("1,700.00", {"type": "number"}, 1700) == 1700
+    assert isinstance(parse_field("1,700.00", {"type": "number"}, 1700), int)
+    with pytest.raises(ValueError, match="too large"):
+        parse_number("1e999")
+    with pytest.raises(ValueError, match="too long"):
+        parse_number("9" * 5000)
