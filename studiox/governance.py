@@ -219,8 +219,7 @@ def check_decider(rules: dict | None, status: str, who: str, groups: Iterable[st
     approvers = rules.get("approvers") or []
     admitted = None
     if approvers:
-        mine = {who, *groups}
-        admitted = next((name for name in approvers if name in mine), None)
+        admitted = next((name for name in approvers if _admits(name, who, set(groups))), None)
         if admitted is None:
             claim = f"; '--as {claimed}' is a label and admits no one" if claimed else ""
             raise DecisionError(f"{who} is not among the approvers ({', '.join(approvers)}){claim}")
@@ -231,6 +230,18 @@ def check_decider(rules: dict | None, status: str, who: str, groups: Iterable[st
     if any(a["by"] == who for a in approvals or ()):
         raise DecisionError(_already_approved(who, needed, len(approvals or ())))
     return admitted
+
+
+def _admits(entry: str, who: str, groups: set[str]) -> bool:
+    """Whether an ``approvers`` entry admits a person: ``user:NAME`` names a user, ``group:NAME`` a Unix
+    group, and a bare NAME either (a personal group named like a user admits its members too: write
+    ``user:`` to be exact)."""
+    kind, _, name = entry.partition(":")
+    if kind == "user" and name:
+        return who == name
+    if kind == "group" and name:
+        return name in groups
+    return entry == who or entry in groups
 
 
 def _already_approved(who: str, needed: int, given: int) -> str:

@@ -308,3 +308,11 @@ def test_a_person_named_like_the_auto_approval_rule_is_not_taken_for_it(monkeypa
 
     monkeypatch.setattr(pwd, "getpwuid", lambda uid: Entry())
     assert governance.os_user().startswith("policy (uid ")
+
+
+def test_user_and_group_prefixes_say_which_an_approvers_entry_names():
+    from studiox.governance import _admits
+
+    assert _admits("user:alice", "alice", set()) and not _admits("user:alice", "bob", {"alice"})
+    assert _admits("group:finance", "bob", {"finance"}) and not _admits("group:finance", "finance", set())
+    assert _admits("alice", "bob", {"alice"}) and _admits("alice", "alice", set())  # bare: either
