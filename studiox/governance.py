@@ -28,6 +28,7 @@ from .errors import DecisionError, RunNotFound, StudioxError, suggest
 __all__ = ["DecisionError"]  # re-exported: raised by the queue's callers too
 from .state.journal import summary
 from .state.store import Store
+from .units import when
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 PENDING, APPROVED, REJECTED, EXPIRED, VOID = "pending", "approved", "rejected", "expired", "void"
@@ -374,7 +375,7 @@ class DecisionQueue:
         if existing["status"] == status == REJECTED:
             return decision
         raise DecisionError(f"decision {decision_id} was already {existing['status']} by {existing['by']} at "
-                            f"{_when(existing['at'])}; a decision once made is never changed")
+                            f"{when(existing['at'])}; a decision once made is never changed")
 
     def _approve_toward_quorum(self, decision: Decision, mine: dict, approving: dict) -> Decision:
         """Record one person's approval (``decision:ID:approval:USER``); when it completes the quorum,
@@ -506,8 +507,3 @@ def _is_id(text: str) -> bool:
 def _new_id() -> str:
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(6))
 
-
-def _when(ts: float) -> str:
-    import time
-
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))

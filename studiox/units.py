@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -23,3 +24,8 @@ def human_size(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n} byte{'s' if n != 1 else ''}"
+
+
+def when(ts: float | None) -> str:
+    """A moment as people read it, in local time: ``2026-11-25 09:14:03`` (``—`` when unknown)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "—"

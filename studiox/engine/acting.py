@@ -19,6 +19,7 @@ from ..errors import StepError
 from ..governance import Action
 from ..mission import Step
 from ..state import keys
+from ..units import when
 from .control import JournalMismatch, RunView
 
 
@@ -76,7 +77,7 @@ def not_again_elsewhere(run: RunView, step: Step, address: str, action: Action) 
     others = keys.done_elsewhere(store, mission, key, action.target, run_id=run.run_id)
     if not others:
         return
-    seen = "; ".join(f"{o['status']} in run {o['run']} at {_when(o['at'])}"
+    seen = "; ".join(f"{o['status']} in run {o['run']} at {when(o['at'])}"
                      + (f", approved by {o['by']}" if o.get("by") else "") for o in others)
     message = f"{action.target} for {key} was already {seen}"
     if step.approval is not None and step.approval.on_duplicate == "fail":
@@ -85,11 +86,6 @@ def not_again_elsewhere(run: RunView, step: Step, address: str, action: Action) 
     run.gate.decide_slot(step, address, action, f"duplicate:{address}", explain=(
         f"{message}. Approve only if it must really be done again for {key}; reject to leave it done once."))
 
-
-def _when(ts: float) -> str:
-    import time
-
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
 def settle(run: RunView, address: str, started: dict, resolution: dict) -> dict:

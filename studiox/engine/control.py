@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from ..adapters.ports import Ports
 from ..errors import StudioxError
 from ..governance import DecisionQueue
-from ..mission import Mission
+from ..mission import Mission, Step
 from ..state.journal import Journal, RunState
 from ..state.store import Store
 
@@ -101,6 +101,7 @@ class RunView(Protocol):
     observations: list
     gate: Any  # gate.Gate
     excluded: dict[str, float]
+    steps_by_id: dict[str, Step]
 
     @property
     def key_scope(self) -> str | None: ...

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .. import __version__, expressions
 from .. import mission as missions
 from ..adapters.ports import Ports
 from ..errors import (
@@ -32,7 +32,7 @@ from ..state.journal import JOURNAL_FORMAT, Journal, RunState, derive
 from ..state.locks import RunLock
 from ..state.store import Store
 from .control import Outcome
-from .walk import Run, key_text, reads_steps
+from .walk import Run, key_text
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
@@ -206,7 +206,7 @@ class Engine:
 
 def start_key(mission: Mission, inputs: dict) -> str | None:
     """The run's business key when the mission's ``key`` reads only inputs (else it is set once its steps ran)."""
-    if mission.key is None or reads_steps(mission.key):
+    if mission.key is None or expressions.steps_read(mission.key):
         return None
     try:
         return key_text(mission.key, {"inputs": inputs, "mission": {"name": mission.name, "version": mission.version}})

@@ -37,15 +37,16 @@ def chosen(step: Step, action: Action, data: dict) -> list[dict]:
 def lineage(run: RunView, step: Step, address: str, *, worker_calls: bool = False) -> list[dict]:
     """The steps the action rests on, nearest first: ``[{step, title, message, at}]``."""
     prefix = address.rsplit(".", 1)[0] + "." if "[" in address else ""  # the same foreach item only
-    by_id = {s.id: s for s in run.mission.walk()}
+    by_id = run.steps_by_id
     seen: list[str] = []
-    frontier = _reads(step)
+    frontier = expressions.steps_read([step.spec, step.arguments, step.when])
     while frontier and len(seen) < MAX_ITEMS:
         name = frontier.pop(0)
         if name in seen or name not in by_id:
             continue
         seen.append(name)
-        frontier += [n for n in _reads(by_id[name]) if n not in seen]
+        read = by_id[name]
+        frontier += [n for n in expressions.steps_read([read.spec, read.arguments, read.when]) if n not in seen]
     pieces = []
     for name in seen:
         pieces += _what_happened(run, by_id[name], _latest(run, prefix, name))
@@ -65,21 +66,6 @@ def _latest(run: RunView, prefix: str, name: str) -> str:
         if visits:
             return max(visits, key=lambda a: int(a.rsplit("#", 1)[1]) if "#" in a[len(base):] else 1)
     return name
-
-
-def _reads(step: Step) -> list[str]:
-    """The step ids a step's settings read, in the order they appear."""
-    found: list[str] = []
-    for _, text in expressions.templates_in([step.spec, step.arguments, step.when]):
-        try:
-            template = expressions.parse_template(text)
-        except expressions.ExpressionError:
-            continue
-        for expr in template.expressions if template else []:
-            for path in expr.references():
-                if path[0] == "steps" and len(path) > 1 and path[1] not in found:
-                    found.append(path[1])
-    return found
 
 
 def _what_happened(run: RunView, step: Step, address: str) -> list[dict | None]:

@@ -142,7 +142,7 @@ class Run:
         """Set the run's business key as soon as the steps it reads have run; one live run per key."""
         if self.mission.key is None or self.state.key is not None:
             return
-        needed = reads_steps(self.mission.key)
+        needed = expressions.steps_read(self.mission.key)
         if any(s not in scope.steps for s in needed):
             return
         try:
@@ -412,14 +412,6 @@ def _differences(before, after, path: str = "") -> list[tuple[str, str, str]]:
     if before == after:
         return []
     return [(path, json.dumps(before, ensure_ascii=False), json.dumps(after, ensure_ascii=False))]
-
-
-def reads_steps(key: str) -> set[str]:
-    """The step ids a key expression reads."""
-    template = expressions.parse_template(key)
-    if template is None:
-        return set()
-    return {path[1] for e in template.expressions for path in e.references() if path[0] == "steps" and len(path) > 1}
 
 
 def key_text(key: str, data: dict) -> str:

@@ -12,7 +12,7 @@ holds the built-ins; ``evaluate`` interprets.
 """
 
 from ..errors import ExpressionError
-from .evaluate import evaluate, render, templates_in
+from .evaluate import evaluate, render, steps_read, templates_in
 from .functions import FUNCTIONS, call_function, type_name
 from .limits import MAX_ITEMS, MAX_NESTING, MAX_SOURCE, MAX_STEPS, MAX_TEXT
 from .syntax import Expr, Path, Template, bare_braces, compile_expr, known_path, parse_template
@@ -20,5 +20,5 @@ from .syntax import Expr, Path, Template, bare_braces, compile_expr, known_path,
 __all__ = [
     "FUNCTIONS", "MAX_ITEMS", "MAX_NESTING", "MAX_SOURCE", "MAX_STEPS", "MAX_TEXT", "Expr", "ExpressionError", "Path",
     "Template", "bare_braces", "call_function", "compile_expr", "evaluate", "known_path", "parse_template", "render",
-    "templates_in", "type_name",
+    "steps_read", "templates_in", "type_name",
 ]

@@ -302,3 +302,19 @@ def templates_in(value, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
     elif isinstance(value, dict):
         for k, v in value.items():
             yield from templates_in(v, (*path, k))
+
+
+def steps_read(value) -> list[str]:
+    """The ids of the steps the expressions inside ``value`` read (``steps.ID...``), in order of
+    first appearance; text that does not parse reads nothing (validation reports it)."""
+    found: list[str] = []
+    for _, text in templates_in(value):
+        try:
+            template = parse_template(text)
+        except ExpressionError:
+            continue
+        for expr in template.expressions if template else []:
+            for path in expr.references():
+                if path[0] == "steps" and len(path) > 1 and path[1] not in found:
+                    found.append(path[1])
+    return found

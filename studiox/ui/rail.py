@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..state.journal import RunState, usage_of
-from ..units import human_size
+from ..units import human_size, when
 
 STATUS_STYLE = {
     "succeeded": "green", "failed": "red", "cancelled": "magenta", "waiting": "yellow",
@@ -48,9 +48,6 @@ def clip(text: str, width: int = MESSAGE_WIDTH) -> str:
     """A message cut to ``width`` characters like :func:`short`, but keeping its lines."""
     return text if len(text) <= width else _cut(text, text, width)
 
-
-def when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "—"
 
 
 def seconds(value: float | None) -> str:
