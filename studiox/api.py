@@ -359,7 +359,8 @@ def decide(store: Store, decision_id: str, status: str, *, by: str, claimed: str
     groups); who may decide is checked by ``governance.check_decider``. Under a quorum, an approval
     may leave the decision pending: ``decision.approvals`` and ``decision.quorum`` say how far it is.
     """
-    from .governance import APPROVED, edited_action, parse_edits
+    from .edits import edited_action, parse_edits
+    from .governance import APPROVED
 
     decisions = queue(store)
     decision = decisions.get(decision_id)

@@ -23,7 +23,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from .errors import DecisionError, RunNotFound, StudioxError, suggest
+from .errors import DecisionError, RunNotFound, StudioxError
 
 __all__ = ["DecisionError"]  # re-exported: raised by the queue's callers too
 from .state.journal import summary
@@ -437,66 +437,6 @@ def _arguments_of(action: dict, decision: Decision) -> str:
     if not changed:
         return "the proposed arguments"
     return "other arguments (" + ", ".join(f"{k}={json.dumps(v)}" for k, v in changed.items()) + ")"
-
-
-def parse_edits(pairs: list[str], decision: Decision | None = None) -> dict:
-    """``--set NAME=VALUE`` pairs as new argument values, each checked before anything is recorded.
-
-    With the decision: a name the action does not have (nor its tool's input schema) is refused
-    with the names it does have, and each value is read as its field's schema says (numbers as
-    people write them: ``1,700.00``, ``1700``); a value that cannot fit is refused naming the field.
-    Without one: JSON values are parsed, else text.
-    """
-    from .values import parse_field
-
-    action = decision.request["action"] if decision else None
-    schema = (decision.request.get("input_schema") or {}) if decision else {}
-    fields = schema.get("properties") or {}
-    known = [*(action["arguments"] if action else {}), *(n for n in fields if action and n not in action["arguments"])]
-    edits = {}
-    for pair in pairs:
-        name, sep, raw = pair.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise DecisionError(f"--set '{pair}' must be written NAME=VALUE")
-        if action is None:
-            try:
-                edits[name] = json.loads(raw)
-            except ValueError:
-                edits[name] = raw
-            continue
-        if action["kind"] == "tool" and name not in known:
-            raise DecisionError(f"--set {name}: {action['target']} has no argument '{name}'{suggest(name, known)} "
-                                f"(its arguments: {', '.join(known) or 'none'}); nothing was recorded")
-        try:
-            edits[name] = parse_field(raw, fields.get(name), action["arguments"].get(name))
-        except ValueError as e:
-            raise DecisionError(f"--set {name}: {e}; nothing was recorded") from None
-    return edits
-
-
-def edited_action(decision: Decision, edits: dict) -> Action:
-    """The proposed action with corrected arguments, checked again against the tool's input schema."""
-    proposed = Action.from_dict(decision.request["action"])
-    if proposed.kind == "step":
-        raise DecisionError(f"decision {decision.id} approves a step ({proposed.target}), which has no arguments "
-                            "to correct; approve or reject it as it is")
-    if proposed.kind == "budget":
-        raise_by = edits.get("raise_by")
-        if set(edits) != {"raise_by"} or isinstance(raise_by, bool) or not isinstance(raise_by, (int, float)) \
-                or raise_by <= 0:
-            raise DecisionError("a budget decision can only change how much more to allow: --set raise_by=N "
-                                "(a positive number)")
-    arguments = {**proposed.arguments, **edits}
-    schema = decision.request.get("input_schema")
-    if schema:
-        import jsonschema
-
-        errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(arguments), key=lambda e: e.path)
-        if errors:
-            raise DecisionError("the edited arguments do not fit the tool: " + "; ".join(
-                f"{'.'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}" for e in errors))
-    return proposed.with_arguments(arguments)
 
 
 def _is_id(text: str) -> bool:

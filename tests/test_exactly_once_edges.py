@@ -12,9 +12,10 @@ from test_engine import Harness, ScriptedTools
 from test_workers import AGENT, AGENT_REPLAY, EXTRACT, USAGE_30, World
 
 from studiox import api
+from studiox.edits import edited_action
 from studiox.engine import JournalMismatch
 from studiox.errors import DecisionError, RunNotResumable
-from studiox.governance import APPROVED, DecisionQueue, edited_action
+from studiox.governance import APPROVED, DecisionQueue
 
 PAY_TIMES_OUT = AGENT.replace(
     "      output: {type: object, required: [paid], properties: {paid: {type: boolean}}}\n",

@@ -136,8 +136,8 @@ def test_a_validated_mission_naming_a_missing_knowledge_folder_is_still_refused(
 
 
 def test_approving_as_proposed_never_agrees_silently_with_someone_elses_edit(tmp_path):
+    from studiox.edits import edited_action
     from studiox.errors import DecisionError
-    from studiox.governance import edited_action
 
     h = Harness(tmp_path)
     out = h.run("steps:\n  - {id: p, tool: fx.pay, arguments: {amount: 100}}\n")

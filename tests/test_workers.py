@@ -338,7 +338,8 @@ def test_max_turns_bounds_the_agentic_loop(tmp_path):
 
 
 def test_a_budget_raise_can_be_edited_but_only_to_a_positive_amount(tmp_path):
-    from studiox.governance import DecisionError, edited_action
+    from studiox.edits import edited_action
+    from studiox.governance import DecisionError
 
     text = EXTRACT.replace("steps:", "budget: {max_tokens: 10}\nsteps:")
     world = World(tmp_path, {"extract": [{"text": "bad", "usage": USAGE_30},

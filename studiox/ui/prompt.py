@@ -23,6 +23,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from ..edits import edited_action
 from ..governance import (
     APPROVED,
     PENDING,
@@ -31,7 +32,6 @@ from ..governance import (
     Decision,
     DecisionError,
     DecisionQueue,
-    edited_action,
     os_user,
 )
 from ..values import human, parse_field
