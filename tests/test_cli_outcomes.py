@@ -187,3 +187,9 @@ def test_decisions_lists_the_oldest_first_within_a_limit_and_filters_by_key(sx, 
     assert [d["id"] for d in json.loads(sx("decisions", "--limit", "2", "--json").stdout)] == waiting[:2]
     assert "the oldest 2; there may be more: --limit N" in sx("decisions", "--limit", "2").stdout
     assert [d["key"] for d in json.loads(sx("decisions", "--key", "C", "--json").stdout)] == ["C"]
+
+
+def test_shell_completion_can_be_installed(capsys):
+    assert main(["--help"]) == 0
+    shown = capsys.readouterr().out
+    assert "--install-completion" in shown and "--show-completion" in shown

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from test_approvers_cli import ALICE, users  # noqa: F401 - the fixture that makes the test users
+from test_approvers_cli import ALICE, _unmeasured, users  # noqa: F401 - the fixture that makes the test users
 
 pytestmark = pytest.mark.usefixtures("users")
 
@@ -81,8 +81,3 @@ def test_one_invoice_is_paid_once_by_a_second_pair_of_eyes_on_evidence_still_tru
     assert f"approved by {ALICE}" in explain
     with sqlite3.connect(missions / "data" / "erp.sqlite") as db:
         assert db.execute("SELECT invoice_number, amount FROM payments").fetchall() == [("INV-2291", 1780.0)]
-
-
-def _unmeasured(env: dict) -> dict:
-    """The environment without coverage's subprocess measuring: another OS user cannot write its data file."""
-    return {k: v for k, v in env.items() if not k.startswith("COVERAGE_")}

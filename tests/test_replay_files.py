@@ -11,24 +11,10 @@ import json
 
 import pytest
 from conftest import write_mission
+from test_workers import EXTRACT
 
 from studiox.adapters.models import Replay
 from studiox.errors import UsageError
-
-EXTRACT = """
-mission: w
-models:
-  fast: openai/gpt-4o-mini
-steps:
-  - id: extract
-    worker:
-      instructions: Extract the invoice fields.
-      input: "INVOICE INV-1, total 500"
-      output:
-        type: object
-        required: [invoice_number, total]
-        properties: {invoice_number: {type: string}, total: {type: number}}
-"""
 
 GOOD = "extract:\n  - output: {invoice_number: INV-1, total: 500}\n    reasoning: read it\n"
 

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from test_engine import Harness, ScriptedTools
+from test_recheck import MISSION as RECHECKED
 
 from studiox import mission as missions
 from studiox.errors import DuplicateRun
@@ -39,13 +40,6 @@ def test_rejecting_an_in_doubt_question_before_a_retry_ends_the_step_as_rejected
     assert len(h.tools.calls) == 1
 
 
-RECHECKED = """steps:
-  - {id: budget, tool: fx.look, arguments: {amount: 1780}}
-  - id: pay
-    tool: fx.pay
-    arguments: {amount: 1780}
-    approval: {recheck: [budget]}
-"""
 
 
 def test_evidence_is_never_rechecked_after_the_action_was_made(tmp_path, monkeypatch):

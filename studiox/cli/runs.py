@@ -221,8 +221,7 @@ def runs(
         plain(f"no runs{' match' if filtered else ''} in {api.home_path(home)}")
         return
     out.print(runs_table(rows))
-    total = api.count_runs(store)
-    if not show_all and len(rows) == limit and total > limit:
+    if not show_all and len(rows) == limit and (total := api.count_runs(store)) > limit:  # counted only then
         plain(f"the newest {limit} of {total:,} runs{' that match' if filtered else ''}; "
               "--limit N or --all for more")
 
