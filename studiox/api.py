@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 
 # a door for embedders and tests: (mission, run id, options) -> studiox.adapters.ports.Ports
 PORTS_FACTORY: Callable | None = None
+# where news about the state folder goes (the CLI prints it on standard error): a migration on opening
+def _unheard(text: str) -> None:
+    """Where notices go when no face listens."""
+
+
+NOTICE: Callable[[str], None] = _unheard
 
 
 def iso(ts: float | None) -> str | None:
@@ -59,7 +65,33 @@ def open_store(home: Path | None = None, *, create: bool = False) -> Store | Non
     """The state folder's store; None when it does not exist (and ``create`` is false)."""
     from .state.store import Store
 
-    return Store.open(home_path(home), create=create)
+    store = Store.open(home_path(home), create=create)
+    if store is not None and store.migrated is not None:
+        NOTICE(migration_note(store))
+    return store
+
+
+def migration_note(store: Store) -> str:
+    """What a migration of the state folder did, for a person."""
+    done = store.migrated or {}
+    kept = f"; the old files are kept in {done['kept']} and can be deleted" if done.get("kept") else ""
+    return (f"migrated the state folder {store.home} to format 2 (SQLite): {done.get('runs', 0)} runs, "
+            f"{done.get('events', 0)} events{kept}")
+
+
+def migrate(home: Path | None = None) -> str:
+    """Migrate the state folder to this studiox's format; what was done, for a person."""
+    from .state.store import Store
+
+    path = home_path(home)
+    store = Store.open(path, create=False)
+    if store is None:
+        raise RunNotFound(f"there is no state folder at {path} to migrate")
+    try:
+        return migration_note(store) if store.migrated is not None else (
+            f"the state folder {path} is already in this studiox's format (2): nothing to do")
+    finally:
+        store.close()
 
 
 def need_store(home: Path | None = None) -> Store:
@@ -228,37 +260,42 @@ class RunRow:
 
 def list_runs(store: Store | None, *, status: str | None = None, mission: str | None = None,
               key: str | None = None, since: float | None = None, limit: int | None = None) -> list[RunRow]:
-    """Runs, newest first: at most ``limit`` of them, each read in a few lookups (its first and last
-    events), and only for the runs that can still be shown — the newest are read first."""
-    from .state.journal import run_status, summary
-    from .state.keys import key_of
+    """Runs, newest first, at most ``limit`` of them: a page of the runs index table at a time, so
+    the time taken does not grow with the number of runs stored."""
     from .state.locks import is_driven
+    from .state.store import FINISHED
 
     if store is None:
         return []
-    candidates = sorted(((info.get("created") or 0.0, k.removeprefix("run:"), info)
-                         for k, info in store.records("run:")), key=lambda c: (c[0], c[1]), reverse=True)
+    # running, waiting and interrupted runs all have an unfinished row; which one a run is depends on
+    # whether a process drives it now (its lock), so those rows are checked one by one
+    states = ((status,) if status in FINISHED else ("waiting", "active") if status in ("running", "waiting")
+              else ("active",) if status == "interrupted" else None)
     rows: list[RunRow] = []
-    for created, run_id, info in candidates:
-        if limit is not None and len(rows) >= limit:
+    before = None
+    page = min(limit or 200, 200)
+    while limit is None or len(rows) < limit:
+        found = store.run_rows(states=states, mission=mission, key=key, since=since, before=before, limit=page)
+        for info in found:
+            current = info["state"]
+            if current not in FINISHED:
+                driven = is_driven(store.home, info["id"])
+                current = "running" if driven else "waiting" if current == "waiting" else "interrupted"
+            if status and current != status:
+                continue
+            rows.append(RunRow(info["id"], info["mission"], current, info["verdict"], info["started"],
+                               info["updated"] - info["started"], info["key"]))
+            if limit is not None and len(rows) >= limit:
+                break
+        if len(found) < page:
             break
-        if (mission and info.get("mission") != mission) or (since is not None and created < since):
-            continue
-        first, last = summary(store, run_id)
-        if first is None or last is None:
-            continue
-        row = RunRow(run_id, first.get("mission", info.get("mission", "?")),
-                     run_status(last, driven=is_driven(store.home, run_id)),
-                     last.get("verdict") if last["type"] == "run_finished" else None,
-                     first["at"], last["at"] - first["at"], key_of(store, run_id))
-        if (not status or row.status == status) and (not key or row.key == key):
-            rows.append(row)
+        before = (found[-1]["started"], found[-1]["id"])
     return rows
 
 
 def count_runs(store: Store | None) -> int:
     """How many runs the state folder holds."""
-    return 0 if store is None else len(store.records("run:"))
+    return 0 if store is None else store.count_runs()
 
 
 def usage(state: RunState) -> dict:
@@ -309,22 +346,26 @@ def queue(store: Store) -> DecisionQueue:
 
 def list_decisions(store: Store | None, *, include_all: bool = False, limit: int | None = None,
                    key: str | None = None, mission: str | None = None) -> list[Decision]:
-    """The Decision Queue: pending decisions (or every one), oldest first, at most ``limit``; a
-    decision's outcome and its run are read only while rows are still wanted."""
+    """The Decision Queue: pending decisions (or every one), oldest first, at most ``limit``; a page of
+    the decisions index table at a time, each decision read in full only while rows are still wanted."""
     if store is None:
         return []
-    requests = sorted((rec for k, rec in store.records("decision:") if k.count(":") == 1),
-                      key=lambda r: (r["requested_at"], r["id"]))
     decisions = queue(store)
     rows: list[Decision] = []
-    for request in requests:
-        if limit is not None and len(rows) >= limit:
+    after = None
+    page = min(limit or 200, 200)
+    while limit is None or len(rows) < limit:
+        found = store.decision_rows(states=None if include_all else ("pending",), mission=mission, key=key,
+                                    after=after, limit=page)
+        for info in found:
+            decision = decisions.get(info["id"])
+            if include_all or decision.status == "pending":  # (a deadline may have passed since)
+                rows.append(decision)
+                if limit is not None and len(rows) >= limit:
+                    break
+        if len(found) < page:
             break
-        if (key and request.get("key") != key) or (mission and request.get("mission") != mission):
-            continue
-        decision = decisions.get(request["id"])
-        if include_all or decision.status == "pending":
-            rows.append(decision)
+        after = (found[-1]["requested"], found[-1]["id"])
     return rows
 
 

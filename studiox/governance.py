@@ -322,9 +322,7 @@ class DecisionQueue:
 
     def all(self) -> list[Decision]:
         """Every decision, oldest first."""
-        ids = [k.split(":")[1] for k, _ in self.store.records("decision:") if k.count(":") == 1]
-        decisions = [self.get(i) for i in ids]
-        return sorted(decisions, key=lambda d: d.request["requested_at"])
+        return [self.get(row["id"]) for row in self.store.decision_rows(limit=2**62)]
 
     def decide(self, decision_id: str, status: str, *, by: str, claimed: str | None = None, note: str | None = None,
                action: Action | None = None, rule: dict | None = None, resolution: str | None = None,

@@ -289,7 +289,8 @@ def test_an_integration_over_streamable_http_with_a_secret_header_from_the_envir
         result = studiox("run", mission, ERP_TOKEN="s3cret")
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout.splitlines()[-1] == "verdict: Ok — 2600.0"
-        assert "s3cret" not in (studiox.home / "journal" / "cache.db").read_bytes().decode(errors="replace")
+        stored = b"".join(p.read_bytes() for p in studiox.home.rglob("*") if p.is_file())
+        assert b"s3cret" not in stored
     finally:
         server.terminate()
         server.wait(10)

@@ -27,20 +27,19 @@ def _tree_digest(path: Path) -> dict:
 # ---------------------------------------------------------------------------- creation
 
 
-def _diskcache_leftover(folder: Path) -> None:
-    """What diskcache leaves when it has set up its database and nothing else happened."""
-    from diskcache import Cache
+def _database_leftover(home: Path) -> None:
+    """What the store leaves when it has set up its database and nothing else happened."""
+    from studiox.state.store import Store
 
-    Cache(str(folder)).close()
+    Store._connect(home, "NORMAL").close()
 
 
 LEFTOVERS = {
-    "a half-written studiox.tmp": lambda home: (home / "studiox.tmp").write_text('{"format": 1, "crea'),
+    "a half-written studiox.tmp": lambda home: (home / "studiox.tmp").write_text('{"format": 2, "crea'),
     "an empty studiox.tmp": lambda home: (home / "studiox.tmp").write_text(""),
-    "empty journal and index folders": lambda home: [(home / d).mkdir() for d in ("journal", "index")],
-    "a marker not yet renamed, and set-up databases": lambda home: (
-        (home / "studiox.tmp").write_text('{"format": 1, "created_by": "studiox"}\n'),
-        _diskcache_leftover(home / "journal"), (home / "index").mkdir()),
+    "empty journal and index folders of an older studiox": lambda home: [(home / d).mkdir() for d in ("journal", "index")],
+    "a marker not yet renamed, and a set-up database": lambda home: (
+        (home / "studiox.tmp").write_text('{"format": 2, "created_by": "studiox"}\n'), _database_leftover(home)),
 }
 
 
@@ -55,7 +54,7 @@ def test_a_folder_left_by_an_unfinished_creation_is_finished_by_the_next_run(sx,
     assert result.returncode == 0, result.stderr
     assert len(sx.run_ids()) == 1
     assert not (sx.home / "studiox.tmp").exists()
-    assert json.loads((sx.home / "studiox.json").read_text())["format"] == 1
+    assert json.loads((sx.home / "studiox.json").read_text())["format"] == 2
 
 
 @pytest.mark.parametrize("stage", ["folder", "caches", "marker"])
@@ -180,7 +179,7 @@ def test_a_read_only_state_folder_can_be_read_and_writing_commands_say_it_is_rea
         # SIGKILL: a real process
         killed = sx.process("run", PAYMENT, "--input", "amount=40", "-q", STUDIOX_TEST_KILL_AFTER_EVENT=3)
         assert killed.returncode == -signal.SIGKILL
-        assert list(sx.home.glob("journal/cache.db-wal"))
+        assert list(sx.home.glob("studiox.db-wal"))
     run_ids = sx.run_ids()
     read_only.apply()
     before = _tree_digest(sx.home)

@@ -23,6 +23,9 @@ __all__ = ["app", "entry", "main"]
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become a message and an exit code, never a traceback."""
+    from .. import api
+
+    api.NOTICE = lambda text: plain(text, error=True)
     try:
         code = app(args=argv, standalone_mode=False)
     except typer.Exit as e:

@@ -1,4 +1,4 @@
-"""Commands about mission files: ``validate``, ``tools``, ``schema``."""
+"""Commands about mission files and the state folder: ``validate``, ``tools``, ``schema``, ``migrate``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from .. import api
-from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, AsJson, app
+from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, AsJson, Home, app, remember_home
 from .output import err, escape, out, plain, print_json
 
 
@@ -73,3 +73,10 @@ def schema() -> None:
     from ..mission.schema import schema_path
 
     sys.stdout.write(schema_path().read_text(encoding="utf-8"))
+
+
+@app.command()
+def migrate(home: Home = None) -> None:
+    """Bring a state folder written by an older studiox to this version's format (any studiox command
+    does it on first use when it may write the folder; this is for doing it on purpose)."""
+    plain(api.migrate(remember_home(home)))

@@ -77,7 +77,7 @@ class WorkerDoors:
         use_cache = not replaying and bool(self.step.spec.get("cache") or self.run.options.get("cache"))
         store = self.run.engine.store
         key = f"cache:{call.fingerprint()}"
-        hit = store.record(key) if use_cache else None
+        hit = store.cached(key) if use_cache else None
         if hit is not None and hit.get("replayed") is not False:
             hit = None  # written before replies said whether they were replayed: it may be a scripted answer
         cached = hit is not None
@@ -88,7 +88,7 @@ class WorkerDoors:
             reply = await self.run.ports.models.complete(call, address=self.address, step_id=self.step.id,
                                                          index=index)
             if use_cache and not reply.get("replayed"):
-                store.add_record(key, reply)
+                store.cache(key, reply)
         event = self.run.journal.append(
             "model_call", step=self.address, attempt=self.attempt, index=index, request=call.fingerprint(),
             reply=reply, cached=cached, replayed=bool(reply.get("replayed")), model=reply["model"],

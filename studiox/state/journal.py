@@ -182,11 +182,11 @@ def _fold(state: RunState, ev: dict) -> None:
 
 
 def summary(store: Store, run_id: str) -> tuple[dict | None, dict | None]:
-    """The first and last events of a run, read in O(log n): enough for a listing."""
-    last = store.last_seq(run_id)
-    if not last:
+    """The first and last events of a run, read in two lookups: enough for a listing."""
+    last = store.last_event(run_id)
+    if last is None:
         return None, None
-    return store.event(run_id, 1), store.event(run_id, last)
+    return store.event(run_id, 1), last
 
 
 def resolve_run(store: Store | None, text: str) -> str:

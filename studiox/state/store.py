@@ -1,21 +1,24 @@
-"""The state folder: diskcache stores holding JSON text only, with a format version.
+"""The store: the journal, immutable records and the index tables, in one SQLite database.
 
-Layout of ``STUDIOX_HOME`` (default ``./.studiox``)::
+Tables (``studiox.db`` in the state folder, WAL mode)::
 
-    studiox.json   {"format": 1, ...}: what wrote this folder; checked before anything is opened.
-                   Written last when the folder is created, so a folder with it is complete; a
-                   folder holding only what an interrupted creation leaves is finished by the next run
-    journal/       diskcache: one key per event, "RUN:SEQ" → the event as JSON text
-    index/         diskcache: small immutable records (runs, decisions, cancel requests)
-    locks/         one lock file per run being driven (fcntl locks die with their process)
+    events     (run, seq) primary key → the event as JSON text; an insert that conflicts is the
+               "slot taken" signal: a second writer of a run is refused, never overwrites
+    records    key → JSON text, immutable, first writer wins (runs, decisions, claims, keys)
+    runs       one row per run: mission, key, state, started, updated, verdict
+    decisions  one row per decision: run, step, mission, key, state, requested, expires, decided
 
-Durability: SQLite in WAL mode with ``synchronous=NORMAL`` (diskcache's default). A committed
-event survives ``kill -9`` of studiox at any moment, which is what resume relies on; an
-operating-system crash or power cut may lose the last few events. ``STUDIOX_SYNC=full``
-switches to ``synchronous=FULL``, which survives those too, at the cost of an fsync per event.
+The index tables are written in the same transaction as the event or record that changes them,
+so they never disagree with the journal; they exist so that listings read a page of rows in
+time independent of how many runs are stored. Everything else is derived from the events.
 
-Values are never pickled: a pickle in a shared folder would run code when read, so the disk
-class refuses to write or read anything but text.
+Durability: ``synchronous=NORMAL`` in WAL mode: a committed event survives ``kill -9`` of studiox
+at any moment, which is what resume relies on; an operating-system crash or power cut may lose
+the last few commits. ``STUDIOX_SYNC=full`` switches to ``synchronous=FULL``: one fsync per
+commit. Events that may wait (see ``Journal.note``) share the commit of the next one.
+
+The SQL is kept portable (no upserts, no SQLite-only functions in queries), so a PostgreSQL
+store can implement the same methods. Values are JSON text, never pickles.
 
 A folder this process may not write (permissions, a read-only mount, ``chattr +i``) is opened
 read-only: everything can be read, and any write is refused as "read-only", never as "corrupt".
@@ -23,28 +26,41 @@ read-only: everything can be read, and any write is refused as "read-only", neve
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
-import signal
 import sqlite3
-import tempfile
-import urllib.parse
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
-from diskcache import Cache, Disk
-from diskcache.core import MODE_RAW, MODE_TEXT, UNKNOWN
-
-from .. import __version__
 from ..errors import StoreError
+from . import folder
+from .folder import DATABASE, MARKER, cannot_write, corrupt, read_only_error
+from .indexing import FINISHED, index_events, index_record
 
-FORMAT = 1
-MARKER = "studiox.json"
-_SYNC = {"normal": 1, "full": 2}
-_MARKER_TMP = "studiox.tmp"  # the marker before its rename; "studiox.tmp.*" since each writer has its own
-_DB_FILES = {"cache.db", "cache.db-wal", "cache.db-shm", "cache.db-journal"}  # what diskcache sets up first
+__all__ = ["FINISHED", "MARKER", "Store", "cannot_write", "read_only_error", "unstorable"]
+
+_SYNC = {"normal": "NORMAL", "full": "FULL"}
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    run TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, at REAL NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (run, seq));
+CREATE TABLE IF NOT EXISTS records (key TEXT NOT NULL PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT NOT NULL PRIMARY KEY, mission TEXT NOT NULL, key TEXT, state TEXT NOT NULL,
+    started REAL NOT NULL, updated REAL NOT NULL, verdict TEXT);
+CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started, id);
+CREATE INDEX IF NOT EXISTS runs_by_mission ON runs (mission, started);
+CREATE INDEX IF NOT EXISTS runs_by_key ON runs (key, started);
+CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state, started);
+CREATE TABLE IF NOT EXISTS decisions (
+    id TEXT NOT NULL PRIMARY KEY, run TEXT NOT NULL, step TEXT, mission TEXT, key TEXT, state TEXT NOT NULL,
+    requested REAL NOT NULL, expires REAL, decided REAL);
+CREATE INDEX IF NOT EXISTS decisions_by_state ON decisions (state, requested);
+CREATE INDEX IF NOT EXISTS decisions_by_run ON decisions (run);
+"""
 
 
 def unstorable(value, path: str = "") -> tuple[str, str] | None:
@@ -70,10 +86,10 @@ def unstorable(value, path: str = "") -> tuple[str, str] | None:
     return None
 
 
-def _json(value, what: str, fix: str, compact: bool = False) -> str:
+def to_json(value, what: str, fix: str) -> str:
     """``value`` as JSON text, or a StoreError saying which part of it JSON cannot hold, then ``fix``."""
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":") if compact else None)
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         text.encode("utf-8")  # a lone surrogate passes json.dumps, then breaks SQLite's encoding
         return text
     except ValueError:  # (UnicodeEncodeError is one)
@@ -83,207 +99,24 @@ def _json(value, what: str, fix: str, compact: bool = False) -> str:
                          f"cannot hold; {fix}") from None
 
 
-class _TextOnlyDisk(Disk):
-    """diskcache serialisation that stores and reads text only: no pickle, either way."""
-
-    def put(self, key):
-        if type(key) is not str:
-            raise TypeError("studiox store keys are text")
-        return super().put(key)
-
-    def get(self, key, raw):
-        if not raw:
-            raise StoreError(f"the state folder {self._directory} holds a pickled key; studiox never writes "
-                             "one, so the folder was altered — refusing to read it")
-        return super().get(key, raw)
-
-    def store(self, value, read, key=UNKNOWN):
-        if type(value) is not str:
-            raise TypeError("studiox stores JSON text only")
-        return super().store(value, read, key)
-
-    def fetch(self, mode, filename, value, read):
-        if mode not in (MODE_RAW, MODE_TEXT):
-            raise StoreError(f"the state folder {self._directory} holds a value that is not JSON text (a pickle?); "
-                             "studiox never writes one, so the folder was altered — refusing to read it")
-        return super().fetch(mode, filename, value, read)
-
-
-def _open_cache(directory: Path, sync: int) -> Cache:
-    try:
-        return Cache(str(directory), disk=_TextOnlyDisk, eviction_policy="none", size_limit=2**62,
-                     cull_limit=0, sqlite_synchronous=sync, statistics=0, tag_index=0)
-    except sqlite3.DatabaseError as e:
-        raise _corrupt(directory, e) from None
-    except OSError as e:
-        raise StoreError(f"cannot open the state folder {directory}: {e.strerror or e}") from None
-
-
-def _corrupt(directory: Path, e: Exception) -> StoreError:
-    return StoreError(f"the state folder {directory} is corrupt ({e}); it was left untouched — move it "
-                      "aside to start afresh, or restore it from a backup")
-
-
-def read_only_error(home: Path, reason: str) -> StoreError:
-    """What a command that would write says about a state folder it may not write."""
-    return StoreError(f"the state folder {home} is read-only ({reason}): its runs and decisions can be read, "
-                      "but not started, resumed, decided or cancelled — run this as a user who may write to it, "
-                      "or copy the folder and use the copy with --home")
-
-
-def cannot_write(home: Path, e: OSError) -> StoreError:
-    """What a failed write into the state folder ``home`` means for a person."""
-    if e.errno == errno.EROFS:
-        return read_only_error(home, "it is on a read-only file system")
-    if e.errno in (errno.EACCES, errno.EPERM):
-        return read_only_error(home, f"no write access to {e.filename or home}")
-    return StoreError(f"cannot write to the state folder {home}: {e.strerror or e}"
-                      + (f" ({e.filename})" if e.filename else ""))
-
-
-def _unwritable(home: Path) -> str | None:
-    """Why this process may not write the state folder, or None when it may."""
-    if os.statvfs(home).f_flag & os.ST_RDONLY:
-        return "it is on a read-only file system"
-    paths = [home]
-    for name in ("journal", "index", "locks"):
-        folder = home / name
-        if folder.is_dir():
-            paths.append(folder)
-            paths.extend(folder / f for f in sorted(_DB_FILES) if (folder / f).exists())
-    for path in paths:
-        if not os.access(path, os.W_OK):
-            return f"no write access to {path}"
-    return None
-
-
-class _ReadOnlyCache:
-    """The reading half of a diskcache store, over a database opened read-only: nothing is written.
-
-    diskcache's own Cache writes its settings whenever it opens, so it cannot open a folder that may
-    not be written; this reads the same table with the same text-only rules.
-    """
-
-    def __init__(self, directory: Path, refusal: StoreError):
-        self._directory = directory
-        self._disk = _TextOnlyDisk(str(directory))
-        self._refusal = refusal
-        db = directory / "cache.db"
-        self._con = _connect_read_only(directory, db) if db.exists() else None
-
-    def _rows(self, query: str, args: tuple = ()) -> list:
-        if self._con is None:  # a folder whose creation stopped before this database: nothing in it
-            return []
-        try:
-            return self._con.execute(query, args).fetchall()
-        except sqlite3.DatabaseError as e:
-            raise _corrupt(self._directory, e) from None
-
-    def get(self, key: str, retry: bool = True):
-        db_key, raw = self._disk.put(key)
-        rows = self._rows("SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = ?", (db_key, raw))
-        if not rows:
-            return None
-        mode, filename, value = rows[0]
-        return self._disk.fetch(mode, filename, value, False)
-
-    def __contains__(self, key: str) -> bool:
-        db_key, raw = self._disk.put(key)
-        return bool(self._rows("SELECT 1 FROM Cache WHERE key = ? AND raw = ?", (db_key, raw)))
-
-    def iterkeys(self) -> Iterator[str]:
-        for key, raw in self._rows("SELECT key, raw FROM Cache ORDER BY key"):
-            yield self._disk.get(key, raw)
-
-    def add(self, key: str, value: str, retry: bool = True) -> bool:
-        raise self._refusal
-
-    def close(self) -> None:
-        if self._con is not None:
-            self._con.close()
-
-
-def _connect_read_only(directory: Path, db: Path) -> sqlite3.Connection:
-    """Open ``db`` without writing a byte: read-only, else immutable when SQLite cannot even do that.
-
-    A WAL database opens read-only only where its -wal and -shm files exist (its last writer was
-    killed) or can be created. In a folder that may not be written, after a clean close, neither
-    holds — and then nothing lives outside the main file, so reading it as immutable is exact.
-    """
-    uri = "file:" + urllib.parse.quote(str(db.resolve()))
-    try:
-        con = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=60, isolation_level=None)
-        try:
-            con.execute("SELECT COUNT(*) FROM Cache").fetchone()
-            return con
-        except sqlite3.OperationalError:
-            con.close()
-        wal = db.with_name(db.name + "-wal")
-        if wal.exists() and wal.stat().st_size:
-            raise StoreError(f"the state folder {directory.parent} is read-only, and its latest writes are still in "
-                             f"{wal}, which only a user who may write to the folder can read; run this as such a user")
-        con = sqlite3.connect(uri + "?immutable=1", uri=True, isolation_level=None)
-        con.execute("SELECT COUNT(*) FROM Cache").fetchone()
-        return con
-    except sqlite3.DatabaseError as e:
-        raise _corrupt(directory, e) from None
-
-
-def _unfinished(home: Path) -> bool:
-    """True when ``home`` holds nothing, or only what an interrupted creation of a state folder leaves."""
-    for entry in home.iterdir():
-        if entry.is_symlink():
-            return False
-        if entry.name == _MARKER_TMP or entry.name.startswith(_MARKER_TMP + "."):
-            if entry.is_file():
-                continue
-            return False
-        if entry.name in ("journal", "index") and entry.is_dir():
-            if all(f.name in _DB_FILES and f.is_file() and not f.is_symlink() for f in entry.iterdir()):
-                continue
-        if entry.name == "logs" and entry.is_dir() and all(f.name == "crash.log" for f in entry.iterdir()):
-            continue  # a crash before the first run leaves its log here
-        return False
-    return True
-
-
-def _writer_alive(leftover: Path) -> bool:
-    """Whether the process that wrote ``studiox.tmp.PID.XXXX`` still lives (and is not this one)."""
-    parts = leftover.name.split(".")
-    if len(parts) < 4 or not parts[2].isdigit() or int(parts[2]) == os.getpid():
-        return False
-    try:
-        os.kill(int(parts[2]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but someone else's
-        return True
-    return True
-
-
-def _blocker(path: Path) -> Path | None:
-    """The nearest existing ancestor of ``path``, when it is in the way: not a folder."""
-    for parent in path.parents:
-        if os.path.lexists(parent):
-            return None if parent.is_dir() else parent
-    return None
-
-
-def _test_kill(stage: str) -> None:
-    """Test door: die at a stage of creating a state folder (see tests/test_state_folder.py)."""
-    if os.environ.get("STUDIOX_TEST_KILL_DURING_CREATE") == stage:
-        os.kill(os.getpid(), signal.SIGKILL)
+def _after(prefix: str) -> str | None:
+    """The least text greater than every text starting with ``prefix`` (None: no bound)."""
+    while prefix and ord(prefix[-1]) >= 0x10FFFF:
+        prefix = prefix[:-1]
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else None
 
 
 class Store:
-    """One state folder. Open it with :meth:`open`; it never rewrites what it did not write."""
+    """One state folder's database. Open it with :meth:`open`; it never rewrites what it did not write."""
 
-    def __init__(self, home: Path, journal: Cache | _ReadOnlyCache, index: Cache | _ReadOnlyCache,
-                 read_only: str | None = None):
+    def __init__(self, home: Path, con: sqlite3.Connection | None, read_only: str | None = None):
         self.home = home
-        self._journal = journal
-        self._index = index
+        self._con = con  # None: a read-only folder whose creation stopped before the database
+        self._lock = threading.Lock()  # one statement or transaction at a time on the connection
         self.read_only = read_only  # why this process may not write the folder; None when it may
+        self._refusal = read_only_error(home, read_only) if read_only else None
+        self._cache = None
+        self.migrated: dict | None = None  # what a migration on opening did (see migrate.py)
 
     # ------------------------------------------------------------------ opening
 
@@ -302,7 +135,7 @@ class Store:
                              "--home or STUDIOX_HOME") from None
 
     @classmethod
-    def _open(cls, home: Path, create: bool, sync: int) -> Store | None:
+    def _open(cls, home: Path, create: bool, sync: str) -> Store | None:
         marker = home / MARKER
         if not home.exists():
             if not create:
@@ -311,133 +144,100 @@ class Store:
         elif not home.is_dir():
             raise StoreError(f"the state folder {home} is not a folder")
         elif not marker.exists():
-            if not _unfinished(home):
+            if not folder.unfinished(home):
                 raise StoreError(f"{home} is not empty but has no {MARKER}, so it is not a studiox state folder; "
                                  "it was left untouched — choose another with --home or STUDIOX_HOME")
             if not create:
                 return None  # empty, or a creation that was cut off: no runs yet
             cls._create(home, sync)
-        cls._check_marker(marker)
-        reason = _unwritable(home)
+        reason = folder.unwritable(home)
+        migrated = None
+        if folder.marker_format(marker) < folder.FORMAT:
+            from .migrate import migrate
+
+            if reason is not None:
+                raise StoreError(f"the state folder {home} was written by an older studiox (format 1) and must be "
+                                 f"migrated before it is used, which needs write access ({reason}); run "
+                                 f"'studiox migrate --home {home}' as a user who may write to it")
+            migrated = migrate(home, lambda: cls._connect(home, sync))
         if reason is not None:
-            refusal = read_only_error(home, reason)
-            return cls(home, _ReadOnlyCache(home / "journal", refusal), _ReadOnlyCache(home / "index", refusal),
-                       read_only=reason)
-        return cls(home, _open_cache(home / "journal", sync), _open_cache(home / "index", sync))
+            db = home / DATABASE
+            con = folder.connect_read_only(home, db, "SELECT COUNT(*) FROM events") if db.exists() else None
+            return cls(home, con, read_only=reason)
+        store = cls(home, cls._connect(home, sync))
+        store.migrated = migrated
+        return store
+
+    @staticmethod
+    def _connect(home: Path, sync: str) -> sqlite3.Connection:
+        try:
+            con = sqlite3.connect(home / DATABASE, timeout=60, isolation_level=None, check_same_thread=False)
+            con.execute("PRAGMA journal_mode = WAL")
+            con.execute(f"PRAGMA synchronous = {sync}")
+            con.executescript(SCHEMA) if not _has_schema(con) else None
+            return con
+        except sqlite3.OperationalError as e:
+            if "readonly" in str(e) or "unable to open" in str(e):
+                raise read_only_error(home, str(e)) from None
+            raise corrupt(home, e) from None
+        except sqlite3.DatabaseError as e:
+            raise corrupt(home, e) from None
 
     @classmethod
-    def _create(cls, home: Path, sync: int) -> None:
+    def _create(cls, home: Path, sync: str) -> None:
         """Make ``home`` a state folder. The marker comes last, so a creation cut off by kill -9 is never
         taken for a finished one; the next run finishes it (each stage may safely be done twice)."""
-        try:
-            home.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            blocker = _blocker(home) or home
-            raise StoreError(f"cannot create the state folder {home}: {blocker} is a file, not a folder; choose "
-                             "another with --home or STUDIOX_HOME") from None
-        _test_kill("folder")
-        reason = _unwritable(home)
+        folder.make_folder(home)
+        folder.test_kill("folder")
+        reason = folder.unwritable(home)
         if reason is not None:
             raise read_only_error(home, reason)
-        for name in ("journal", "index"):
-            _open_cache(home / name, sync).close()
-        _test_kill("caches")
-        cls._write_marker(home / MARKER)
-        for leftover in home.glob(_MARKER_TMP + "*"):  # from creations cut off before their rename
-            if not _writer_alive(leftover):  # another process creating the folder now is left alone
-                leftover.unlink(missing_ok=True)
-
-    @staticmethod
-    def _check_marker(marker: Path) -> None:
-        try:
-            info = json.loads(marker.read_text(encoding="utf-8"))
-            version = int(info["format"])
-        except PermissionError:
-            raise StoreError(f"cannot read {marker}: permission denied") from None
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            raise StoreError(f"{marker} is corrupt, so the state folder cannot be trusted; it was left "
-                             "untouched — restore it from a backup or move the folder aside") from None
-        if version > FORMAT:
-            raise StoreError(f"the state folder {marker.parent} was written by a newer studiox (format {version}; "
-                             f"this is studiox {__version__}, format {FORMAT}); upgrade studiox to use it")
-
-    @staticmethod
-    def _write_marker(marker: Path) -> None:
-        fd, tmp = tempfile.mkstemp(dir=marker.parent, prefix=f"{_MARKER_TMP}.{os.getpid()}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps({"format": FORMAT, "created_by": f"studiox {__version__}"}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; whoever may read the folder reads the marker too
-        _test_kill("marker")
-        try:
-            os.replace(tmp, marker)
-        except FileNotFoundError:  # a process creating the folder at the same moment wrote the same
-            if not marker.exists():  # marker and cleared ours away as a leftover
-                raise
+        cls._connect(home, sync).close()
+        folder.test_kill("caches")
+        folder.finish_creation(home)
 
     def close(self) -> None:
-        self._journal.close()
-        self._index.close()
+        if self._con is not None:
+            self._con.close()
+        if self._cache is not None:
+            self._cache.close()
 
-    # ------------------------------------------------------------------ journal
+    # ------------------------------------------------------------------ SQL
 
-    def append(self, run_id: str, seq: int, event: dict) -> None:
-        """Commit one event; it is on disk when this returns. A taken slot is an error, never overwritten."""
-        text = _json(event, f"the {event.get('type', '?')} event of run {run_id}",
-                     "the run stopped here — fix where this value comes from, then start a new run", compact=True)
-        if not self._journal.add(f"{run_id}:{seq:09d}", text, retry=True):
-            raise StoreError(f"event {seq} of run {run_id} was already written by another process; "
-                             "this process stops driving the run")
+    def _rows(self, query: str, args: Iterable = ()) -> list[tuple]:
+        if self._con is None:  # a read-only folder whose creation stopped before the database: nothing in it
+            return []
+        with self._lock:
+            try:
+                return self._con.execute(query, tuple(args)).fetchall()
+            except sqlite3.DatabaseError as e:
+                raise corrupt(self.home, e) from None
 
-    def events(self, run_id: str, start: int = 1) -> list[dict]:
-        """The run's events from ``start`` on, in order."""
-        result = []
-        seq = start
-        while (text := self._journal.get(f"{run_id}:{seq:09d}", retry=True)) is not None:
-            result.append(self._decode(text, f"event {seq} of run {run_id}"))
-            seq += 1
-        return result
-
-    def last_seq(self, run_id: str) -> int:
-        """The number of the run's last event (0 if none), found in O(log n) reads."""
-        def has(n: int) -> bool:
-            return f"{run_id}:{n:09d}" in self._journal
-
-        if not has(1):
-            return 0
-        hi = 1
-        while has(hi * 2):
-            hi *= 2
-        lo, hi = hi, hi * 2  # has(lo) and not has(hi)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if has(mid) else (lo, mid)
-        return lo
-
-    def event(self, run_id: str, seq: int) -> dict | None:
-        text = self._journal.get(f"{run_id}:{seq:09d}", retry=True)
-        return None if text is None else self._decode(text, f"event {seq} of run {run_id}")
-
-    def journal_size(self) -> int:
-        """Bytes the journal takes on disk (database, WAL and value files)."""
-        return sum(p.stat().st_size for p in (self.home / "journal").rglob("*") if p.is_file())
-
-    # ------------------------------------------------------------------ index
-
-    def add_record(self, key: str, record: dict) -> bool:
-        """Write an immutable record; False when the key is taken (the first writer wins)."""
-        text = _json(record, f"the record {key}", "nothing was recorded — give a finite number, null or valid text")
-        return self._index.add(key, text, retry=True)
-
-    def record(self, key: str) -> dict | None:
-        text = self._index.get(key, retry=True)
-        return None if text is None else self._decode(text, key)
-
-    def records(self, prefix: str) -> list[tuple[str, dict]]:
-        """Every record whose key starts with ``prefix``, in key order."""
-        keys = sorted(k for k in self._index.iterkeys() if k.startswith(prefix))
-        return [(k, rec) for k in keys if (rec := self.record(k)) is not None]
+    @contextmanager
+    def _transaction(self):
+        """BEGIN IMMEDIATE … COMMIT: the write lock is taken first, so two writers never deadlock."""
+        if self._refusal is not None:
+            raise self._refusal
+        assert self._con is not None
+        with self._lock:
+            try:
+                self._con.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._con.execute
+                except BaseException:
+                    self._con.execute("ROLLBACK")
+                    raise
+                self._con.execute("COMMIT")
+            except sqlite3.OperationalError as e:
+                if "readonly" in str(e):
+                    raise read_only_error(self.home, str(e)) from None
+                if "disk" in str(e) or "full" in str(e):
+                    raise StoreError(f"cannot write to the state folder {self.home}: {e}") from None
+                raise corrupt(self.home, e) from None
+            except sqlite3.IntegrityError:
+                raise
+            except sqlite3.DatabaseError as e:
+                raise corrupt(self.home, e) from None
 
     def _decode(self, text: str, what: str) -> dict:
         try:
@@ -447,3 +247,144 @@ class Store:
         if not isinstance(value, dict):
             raise StoreError(f"{what} in {self.home} is corrupt (not a record); the folder was left untouched")
         return value
+
+    # ------------------------------------------------------------------ journal
+
+    def append(self, run_id: str, seq: int, event: dict) -> None:
+        """Commit one event; it is on disk when this returns. A taken slot is an error, never overwritten."""
+        self.append_all(run_id, [(seq, event)])
+
+    def append_all(self, run_id: str, events: list[tuple[int, dict]]) -> None:
+        """Commit several events of one run in one transaction: all of them, or none."""
+        texts = [to_json(event, f"the {event.get('type', '?')} event of run {run_id}",
+                         "the run stopped here — fix where this value comes from, then start a new run")
+                 for _, event in events]
+        rows = [(run_id, seq, event["type"], event["at"], text) for (seq, event), text in zip(events, texts, strict=True)]
+        try:
+            with self._transaction() as execute:
+                for row in rows:
+                    execute("INSERT INTO events (run, seq, type, at, body) VALUES (?, ?, ?, ?, ?)", row)
+                index_events(execute, run_id, [event for _, event in events])
+        except sqlite3.IntegrityError:
+            raise StoreError(f"event {events[0][0]} of run {run_id} was already written by another process; "
+                             "this process stops driving the run") from None
+
+    def events(self, run_id: str, start: int = 1) -> list[dict]:
+        """The run's events from ``start`` on, in order."""
+        rows = self._rows("SELECT seq, body FROM events WHERE run = ? AND seq >= ? ORDER BY seq", (run_id, start))
+        return [self._decode(body, f"event {seq} of run {run_id}") for seq, body in rows]
+
+    def last_seq(self, run_id: str) -> int:
+        """The number of the run's last event (0 if none)."""
+        rows = self._rows("SELECT MAX(seq) FROM events WHERE run = ?", (run_id,))
+        return rows[0][0] or 0 if rows else 0
+
+    def event(self, run_id: str, seq: int) -> dict | None:
+        rows = self._rows("SELECT body FROM events WHERE run = ? AND seq = ?", (run_id, seq))
+        return self._decode(rows[0][0], f"event {seq} of run {run_id}") if rows else None
+
+    def last_event(self, run_id: str) -> dict | None:
+        rows = self._rows("SELECT seq, body FROM events WHERE run = ? ORDER BY seq DESC LIMIT 1", (run_id,))
+        return self._decode(rows[0][1], f"event {rows[0][0]} of run {run_id}") if rows else None
+
+    def journal_size(self) -> int:
+        """Bytes the store takes on disk (database and WAL)."""
+        return sum((self.home / f).stat().st_size for f in folder.DB_FILES if (self.home / f).exists())
+
+    # ------------------------------------------------------------------ records
+
+    def add_record(self, key: str, record: dict) -> bool:
+        """Write an immutable record; False when the key is taken (the first writer wins)."""
+        text = to_json(record, f"the record {key}", "nothing was recorded — give a finite number, null or valid text")
+        try:
+            with self._transaction() as execute:
+                execute("INSERT INTO records (key, body) VALUES (?, ?)", (key, text))
+                index_record(execute, key, record)
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def record(self, key: str) -> dict | None:
+        rows = self._rows("SELECT body FROM records WHERE key = ?", (key,))
+        return self._decode(rows[0][0], key) if rows else None
+
+    def records(self, prefix: str) -> list[tuple[str, dict]]:
+        """Every record whose key starts with ``prefix``, in key order."""
+        upper = _after(prefix)
+        if upper is None:
+            rows = self._rows("SELECT key, body FROM records WHERE key >= ? ORDER BY key", (prefix,))
+        else:
+            rows = self._rows("SELECT key, body FROM records WHERE key >= ? AND key < ? ORDER BY key", (prefix, upper))
+        return [(key, self._decode(body, key)) for key, body in rows if key.startswith(prefix)]
+
+    # ------------------------------------------------------------------ index tables
+
+    def run_rows(self, *, states: tuple[str, ...] | None = None, mission: str | None = None, key: str | None = None,
+                 since: float | None = None, before: tuple[float, str] | None = None, limit: int = 100) -> list[dict]:
+        """Rows of the runs table, newest first: ``before`` is the (started, id) the previous page ended at."""
+        where: list[str] = []
+        args: list = []
+        for column, value in (("mission", mission), ("key", key)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if states:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            args.extend(states)
+        if since is not None:
+            where.append("started >= ?")
+            args.append(since)
+        if before is not None:
+            where.append("(started < ? OR (started = ? AND id < ?))")
+            args.extend((before[0], before[0], before[1]))
+        query = ("SELECT id, mission, key, state, started, updated, verdict FROM runs"
+                 + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY started DESC, id DESC LIMIT ?")
+        names = ("id", "mission", "key", "state", "started", "updated", "verdict")
+        return [dict(zip(names, row, strict=True)) for row in self._rows(query, (*args, limit))]
+
+    def count_runs(self) -> int:
+        return self._rows("SELECT COUNT(*) FROM runs")[0][0] if self._con is not None else 0
+
+    def decision_rows(self, *, states: tuple[str, ...] | None = None, mission: str | None = None,
+                      key: str | None = None, after: tuple[float, str] | None = None, limit: int = 100) -> list[dict]:
+        """Rows of the decisions table, oldest first: ``after`` is the (requested, id) the previous page ended at."""
+        where: list[str] = []
+        args: list = []
+        for column, value in (("mission", mission), ("key", key)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if states:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            args.extend(states)
+        if after is not None:
+            where.append("(requested > ? OR (requested = ? AND id > ?))")
+            args.extend((after[0], after[0], after[1]))
+        query = ("SELECT id, run, state, requested FROM decisions" + (" WHERE " + " AND ".join(where) if where else "")
+                 + " ORDER BY requested, id LIMIT ?")
+        return [dict(zip(("id", "run", "state", "requested"), row, strict=True))
+                for row in self._rows(query, (*args, limit))]
+
+    # ------------------------------------------------------------------ the model response cache
+
+    def cached(self, key: str) -> dict | None:
+        """A model reply kept in the response cache (diskcache: what it is made for), if any."""
+        cache = self._response_cache()
+        text = cache.get(key) if cache is not None else None
+        return None if text is None else self._decode(text, f"the cached reply {key}")
+
+    def cache(self, key: str, reply: dict) -> None:
+        cache = self._response_cache()
+        if cache is not None:
+            cache.set(key, to_json(reply, "a model reply", "it was not cached"))
+
+    def _response_cache(self):
+        if self._cache is None and self.read_only is None:
+            from .cache import open_cache
+
+            self._cache = open_cache(self.home / "cache")
+        return self._cache
+
+
+def _has_schema(con: sqlite3.Connection) -> bool:
+    return bool(con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'decisions'").fetchall())
