@@ -10,6 +10,7 @@ next step starts.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import time
@@ -30,6 +31,12 @@ from ..steps import StepContext, executor_for, proposer_for
 from . import acting
 from .control import PRIORITY, Cancelled, EngineView, Fail, Finish, Outcome, Park, Rejected
 from .gate import DEADLINES, Gate, text_of
+
+# steps that only compute, with no outside effect and nothing to wait for: their start is journaled
+# with their result, in one commit
+INSTANT = frozenset({"set", "branch", "finish", "retrieve", "fail"})
+# inside an item of a foreach that runs items concurrently: step results share commits (group commit)
+GROUPED: contextvars.ContextVar[bool] = contextvars.ContextVar("grouped", default=False)
 
 
 @dataclass
@@ -91,6 +98,7 @@ class Run:
                                 **({"waiting": waiting["decision"]} if waiting else {}))
             raise
         finally:
+            self.journal.flush_quietly()  # what was noted on the way (a park, an error) is kept
             await self.ports.close()
 
     # ------------------------------------------------------------------ walking
@@ -169,17 +177,19 @@ class Run:
             try:
                 holds = expressions.render(step.when, data)
             except expressions.ExpressionError as e:
-                return self.failed(step, address, StepError("expression", e.message), 0)
+                return await self.failed(step, address, StepError("expression", e.message), 0)
             if not holds:
-                return self.finished(address, status="skipped", output=None, reason="its condition was false")
+                return await self.finished(address, status="skipped", output=None, reason="its condition was false")
         attempt = self.state.attempts.get(address, 0) + 1
         while True:
             if attempt > 1:
                 try:
                     acting.settle_before_retry(self, step, address)
                 except Rejected as r:  # a person gave up on a cut-off call: the step ends as rejected
-                    return self.finished(address, **self.gate.rejection(step, address, r.applied, data))
-            self.journal.append("step_started", step=address, kind=step.kind, attempt=attempt)
+                    return await self.finished(address, **self.gate.rejection(step, address, r.applied, data))
+            self.journal.note("step_started", step=address, kind=step.kind, attempt=attempt)
+            if step.kind not in INSTANT:  # work that may take a while: others can see it started
+                self.journal.flush()
             started = time.perf_counter()
             try:
                 output = await self.limited(step, self.attempt(step, address, scope, data, attempt))
@@ -187,7 +197,7 @@ class Run:
                     raise StepError("invalid_output", f"the step's result holds {found[1]} at {found[0]}, which "
                                     "JSON cannot keep, so it cannot be journaled")
             except Rejected as r:
-                return self.finished(address, **self.gate.rejection(step, address, r.applied, data))
+                return await self.finished(address, **self.gate.rejection(step, address, r.applied, data))
             except StepError as e:
                 retry = attempt < step.retry.attempts and e.retryable_under(step.retry.on)
                 delay = self.backoff(step, attempt) if retry else None
@@ -197,9 +207,9 @@ class Run:
                     await self.engine.sleep(delay)
                     attempt += 1
                     continue
-                return self.failed(step, address, e, attempt)
+                return await self.failed(step, address, e, attempt)
             took = time.perf_counter() - started - self.excluded.pop(address, 0.0)
-            return self.finished(address, status="succeeded", output=output, attempts=attempt,
+            return await self.finished(address, status="succeeded", output=output, attempts=attempt,
                                  duration=round(max(took, 0.0), 6))
 
     async def attempt(self, step: Step, address: str, scope: Scope, data: dict, attempt: int) -> Any:
@@ -313,6 +323,7 @@ class Run:
             async with slots:
                 if stopping:
                     return  # a sibling parked or failed: no new item starts
+                GROUPED.set(step.concurrency > 1)  # (this item's task only) siblings share commits
                 loop = {"index": i, "first": i == 0, "last": i == len(items) - 1}
                 inner = Scope(dict(scope.steps), {**scope.vars, step.item_name: item, "loop": loop})
                 try:
@@ -324,8 +335,9 @@ class Run:
                     stopping = True
                     raise
                 output = {s.id: inner.steps[s.id]["output"] for s in step.steps if s.id in inner.steps}
-                self.state.items[(address, i)] = self.journal.append("item_finished", step=address, index=i,
-                                                                     output=output)
+                fields = {"step": address, "index": i, "output": output}
+                self.state.items[(address, i)] = (await self.journal.append_soon("item_finished", **fields)
+                                                  if GROUPED.get() else self.journal.append("item_finished", **fields))
                 results[i] = output
 
         ended = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)), return_exceptions=True)
@@ -336,15 +348,19 @@ class Run:
 
     # ------------------------------------------------------------------ outcomes
 
-    def finished(self, address: str, **fields) -> dict:
-        event = self.journal.append("step_finished", step=address, **fields)
+    async def finished(self, address: str, **fields) -> dict:
+        """Journal a step's result: on disk before the run goes on (shared with siblings in a foreach)."""
+        if GROUPED.get():
+            event = await self.journal.append_soon("step_finished", step=address, **fields)
+        else:
+            event = self.journal.append("step_finished", step=address, **fields)
         self.state.done[address] = event
         return event
 
-    def failed(self, step: Step, address: str, error: StepError, attempts: int) -> dict:
+    async def failed(self, step: Step, address: str, error: StepError, attempts: int) -> dict:
         if step.on_error.action == "fail":
             raise Fail({"step": address, **error.as_dict()})
-        return self.finished(address, status="failed", output=None, error=error.as_dict(), attempts=attempts,
+        return await self.finished(address, status="failed", output=None, error=error.as_dict(), attempts=attempts,
                              goto=step.on_error.goto)
 
     def backoff(self, step: Step, attempt: int) -> float:
@@ -379,7 +395,7 @@ class Run:
 
     def emitter(self, address: str):
         def emit(message: str, **data) -> None:
-            event = self.journal.append("observation", step=address, message=message, **({"data": data} if data else {}))
+            event = self.journal.note("observation", step=address, message=message, **({"data": data} if data else {}))
             self.observations.append(event)
         return emit
 

@@ -7,6 +7,7 @@ them, so nothing can disagree with the journal.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -34,8 +35,27 @@ EVENT_TYPES = (
 )
 
 
+GROUP_WINDOW = 0.002  # seconds: events queued this close together share one commit (see Journal.append_soon)
+
+
 class Journal:
-    """Appends events to one run; the only writer of that run while its lock is held."""
+    """Appends events to one run; the only writer of that run while its lock is held.
+
+    Three ways to write, by what the event means for the outside world:
+
+    - :meth:`append` commits now (with anything queued before it): on disk when it returns. For
+      what must be durable before studiox goes on: an action announced before its call, its
+      result, a model's answer, a decision, a step's result.
+    - :meth:`note` queues an event that announces nothing to the outside world (a step starting):
+      it goes to disk with the next commit, so a step with no outside effect costs one commit, not
+      two. Lost in a crash, it changes nothing: resume redoes that step, which had no effect.
+    - :meth:`append_soon` (group commit) queues the event and waits until a commit holds it: the
+      concurrent items of a ``foreach`` that finish within :data:`GROUP_WINDOW` share one commit,
+      made by the first of them. Nothing is acted on before the commit that records what it rests on.
+
+    The listener (the live rail, test doors) hears of each event once it is on disk, in order, in
+    the run's own task; an exception it raises stops the run, and the journal takes nothing more.
+    """
 
     def __init__(self, store: Store, run_id: str, *, clock: Callable[[], float],
                  after_append: Callable[[dict], None] | None = None):
@@ -44,15 +64,70 @@ class Journal:
         self.clock = clock
         self.seq = store.last_seq(run_id)
         self.after_append = after_append
+        self.pending: list[dict] = []
+        self._group: asyncio.Future | None = None
+        self._broken: BaseException | None = None  # what stopped the journal: every later call raises it
+
+    def _queue(self, type_: str, fields: dict) -> dict:
+        if self._broken is not None:
+            raise self._broken
+        self.seq += 1
+        event = {"seq": self.seq, "type": type_, "at": round(self.clock(), 6), **fields}
+        self.pending.append(event)
+        return event
 
     def append(self, type_: str, **fields) -> dict:
-        """Commit an event to disk, then tell the listener (the live rail, test doors)."""
-        event = {"seq": self.seq + 1, "type": type_, "at": round(self.clock(), 6), **fields}
-        self.store.append(self.run_id, self.seq + 1, event)
-        self.seq += 1
-        if self.after_append:
-            self.after_append(event)
+        """Commit an event (and any queued before it) to disk, then tell the listener."""
+        event = self._queue(type_, fields)
+        self.flush()
         return event
+
+    def note(self, type_: str, **fields) -> dict:
+        """Queue an event that may wait for the next commit (see the class's docstring)."""
+        return self._queue(type_, fields)
+
+    async def append_soon(self, type_: str, **fields) -> dict:
+        """Queue an event and return once it is on disk, in a commit shared with what else was queued meanwhile."""
+        event = self._queue(type_, fields)
+        if self._group is not None:  # a commit is being gathered: wait for it
+            await asyncio.shield(self._group)
+            return event
+        group = self._group = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.sleep(GROUP_WINDOW)
+        finally:  # (cancelled while gathering: what was gathered is still committed)
+            if not group.done():
+                self.flush()
+        group.result()  # another commit took the group's events: it raised if it failed
+        return event
+
+    def flush(self) -> None:
+        """Commit every queued event in one transaction, then tell the listener of each, in order."""
+        if self._broken is not None:
+            raise self._broken
+        group, self._group = self._group, None
+        batch, self.pending = self.pending, []
+        try:
+            if batch:
+                self.store.append_all(self.run_id, [(e["seq"], e) for e in batch])
+            if group is not None:
+                group.set_result(None)
+            if self.after_append:
+                for event in batch:
+                    self.after_append(event)
+        except BaseException as e:
+            self._broken = e  # events lost, or a listener stopped the run: nothing may be journaled after
+            if group is not None and not group.done():
+                group.set_exception(e)
+                group.exception()  # (its waiters see it; nobody else needs to)
+            raise
+
+    def flush_quietly(self) -> None:
+        """Commit what is queued when a drive stops; a failure here is the one that stopped it, said already."""
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 @dataclass
