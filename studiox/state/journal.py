@@ -50,8 +50,8 @@ class Journal:
       it goes to disk with the next commit, so a step with no outside effect costs one commit, not
       two. Lost in a crash, it changes nothing: resume redoes that step, which had no effect.
     - :meth:`append_soon` (group commit) queues the event and waits until a commit holds it: the
-      concurrent items of a ``foreach`` that finish within :data:`GROUP_WINDOW` share one commit,
-      made by the first of them. Nothing is acted on before the commit that records what it rests on.
+      concurrent items of a ``foreach`` that finish together share one commit, made by the first of
+      them once a turn of the event loop brings no new event (and within :data:`GROUP_WINDOW`). Nothing is acted on before the commit that records what it rests on.
 
     The listener (the live rail, test doors) hears of each event once it is on disk, in order, in
     the run's own task; an exception it raises stops the run, and the journal takes nothing more.
@@ -92,9 +92,13 @@ class Journal:
         if self._group is not None:  # a commit is being gathered: wait for it
             await asyncio.shield(self._group)
             return event
-        group = self._group = asyncio.get_running_loop().create_future()
-        try:
-            await asyncio.sleep(GROUP_WINDOW)
+        loop = asyncio.get_running_loop()
+        group = self._group = loop.create_future()
+        try:  # gather while siblings keep queueing (each turn of the loop lets them), for GROUP_WINDOW at most
+            deadline, seen = loop.time() + GROUP_WINDOW, 0
+            while len(self.pending) != seen and loop.time() < deadline and not group.done():
+                seen = len(self.pending)
+                await asyncio.sleep(0)
         finally:  # (cancelled while gathering: what was gathered is still committed)
             if not group.done():
                 self.flush()
