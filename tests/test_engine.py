@@ -245,10 +245,10 @@ def test_resume_takes_journaled_outcomes_and_never_reruns_a_finished_step(h, tmp
 def test_appending_never_overwrites_an_event(h):
     from studiox.errors import StoreError
 
-    h.store.append("r", 1, {"type": "x", "at": 1.0})
+    h.store.append("r", 1, {"seq": 1, "type": "x", "at": 1.0})
     with pytest.raises(StoreError, match="already written"):
-        h.store.append("r", 1, {"type": "y", "at": 2.0})
-    assert h.store.events("r") == [{"type": "x", "at": 1.0}]
+        h.store.append("r", 1, {"seq": 1, "type": "y", "at": 2.0})
+    assert h.store.events("r") == [{"seq": 1, "type": "x", "at": 1.0}]
 
 
 def test_an_approval_binds_to_the_exact_action_a_different_one_never_runs(h, tmp_path):

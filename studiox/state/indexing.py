@@ -22,8 +22,9 @@ def index_events(execute: Callable, run_id: str, events: list[dict]) -> None:
     """Keep the runs and decisions tables true to ``events`` (the run's newest), in the caller's transaction."""
     for event in events:
         if event["type"] == "run_started":
-            execute("INSERT INTO runs (id, mission, key, state, started, updated) VALUES (?, ?, ?, ?, ?, ?)",
-                    (run_id, str(event.get("mission", "?")), event.get("key"), "active", event["at"], event["at"]))
+            execute("INSERT INTO runs (id, mission, key, state, started, updated, head_seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, str(event.get("mission", "?")), event.get("key"), "active", event["at"], event["at"],
+                     event["seq"]))
         elif event["type"] == "run_finished":
             execute("UPDATE decisions SET state = 'void' WHERE run = ? AND state = 'pending'", (run_id,))
         elif event["type"] == "run_reopened":
@@ -31,12 +32,13 @@ def index_events(execute: Callable, run_id: str, events: list[dict]) -> None:
     keys = [e["key"] for e in events if e["type"] == "key_set"]
     last = events[-1]
     verdict = last.get("verdict") if last["type"] == "run_finished" else None
+    head = (last.get("seq"), last.get("chain"))  # where the journal ends: a cut-short journal is found by it
     if keys:
-        execute("UPDATE runs SET state = ?, updated = ?, verdict = ?, key = ? WHERE id = ?",
-                (run_state_of(last), last["at"], verdict, keys[-1], run_id))
+        execute("UPDATE runs SET state = ?, updated = ?, verdict = ?, head_seq = ?, head = ?, key = ? WHERE id = ?",
+                (run_state_of(last), last["at"], verdict, *head, keys[-1], run_id))
     else:
-        execute("UPDATE runs SET state = ?, updated = ?, verdict = ? WHERE id = ?",
-                (run_state_of(last), last["at"], verdict, run_id))
+        execute("UPDATE runs SET state = ?, updated = ?, verdict = ?, head_seq = ?, head = ? WHERE id = ?",
+                (run_state_of(last), last["at"], verdict, *head, run_id))
 
 
 def index_record(execute: Callable, key: str, record: dict) -> None:

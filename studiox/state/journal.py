@@ -11,7 +11,8 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .store import Store
+from . import chain
+from .store import Store, to_json
 
 TERMINAL = {"run_finished"}
 JOURNAL_FORMAT = 1  # what run_started says; a newer format is never driven by an older studiox
@@ -62,7 +63,14 @@ class Journal:
         self.store = store
         self.run_id = run_id
         self.clock = clock
-        self.seq = store.last_seq(run_id)
+        last = store.last_event(run_id)
+        self.seq = last["seq"] if last else 0
+        # the hash chain (see chain.py): a new run is chained (keyed when STUDIOX_AUDIT_KEY is set);
+        # a run journaled before chains existed stays unchained
+        self.chain = (chain.KEYED if chain.audit_key() else chain.PLAIN) if last is None else \
+            chain.kind_of(store.event(run_id, 1) if self.seq > 1 else last)
+        self.key = chain.key_for(run_id, self.chain)
+        self.head = (last or {}).get("chain", "")
         self.after_append = after_append
         self.pending: list[dict] = []
         self._group: asyncio.Future | None = None
@@ -71,8 +79,18 @@ class Journal:
     def _queue(self, type_: str, fields: dict) -> dict:
         if self._broken is not None:
             raise self._broken
+        event = {"seq": self.seq + 1, "type": type_, "at": round(self.clock(), 6), **fields}
+        if self.chain is not None:
+            if event["seq"] == 1:
+                event["audit"] = {"chain": self.chain}
+            try:
+                event["chain"] = chain.link(self.head, event, self.key)
+            except ValueError:  # NaN or a lone surrogate: said the way the store says it
+                to_json(event, f"the {type_} event of run {self.run_id}", "the run stopped here — fix where this "
+                        "value comes from, then start a new run")
+                raise
+            self.head = event["chain"]
         self.seq += 1
-        event = {"seq": self.seq, "type": type_, "at": round(self.clock(), 6), **fields}
         self.pending.append(event)
         return event
 

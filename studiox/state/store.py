@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS records (key TEXT NOT NULL PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT NOT NULL PRIMARY KEY, mission TEXT NOT NULL, key TEXT, state TEXT NOT NULL,
-    started REAL NOT NULL, updated REAL NOT NULL, verdict TEXT);
+    started REAL NOT NULL, updated REAL NOT NULL, verdict TEXT, head_seq INTEGER, head TEXT);
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started, id);
 CREATE INDEX IF NOT EXISTS runs_by_mission ON runs (mission, started);
 CREATE INDEX IF NOT EXISTS runs_by_key ON runs (key, started);
@@ -270,9 +270,40 @@ class Store:
                              "this process stops driving the run") from None
 
     def events(self, run_id: str, start: int = 1) -> list[dict]:
-        """The run's events from ``start`` on, in order."""
+        """The run's events from ``start`` on, in order; a StoreError when one is missing or out of place
+        (deleted, moved, or the journal cut short of what the runs index says), never a silent gap."""
         rows = self._rows("SELECT seq, body FROM events WHERE run = ? AND seq >= ? ORDER BY seq", (run_id, start))
-        return [self._decode(body, f"event {seq} of run {run_id}") for seq, body in rows]
+        events = []
+        for expected, (seq, body) in enumerate(rows, start=start):
+            event = self._decode(body, f"event {seq} of run {run_id}")
+            if seq != expected:
+                raise self._damaged(run_id, f"event {expected} is missing")
+            if event.get("seq") != seq:
+                raise self._damaged(run_id, f"event {seq} is out of order (it says it is event {event.get('seq')})")
+            events.append(event)
+        head = self.run_head(run_id)
+        if head is not None and head[0] is not None and head[0] > start - 1 + len(rows):
+            found = start - 1 + len(rows)
+            raise self._damaged(run_id, f"it ends at event {found}, but event {head[0]} was written" if found else
+                                "the run is in the index, but its journal is empty")
+        return events
+
+    def _damaged(self, run_id: str, what: str) -> StoreError:
+        return StoreError(f"the journal of run {run_id} in {self.home} is damaged: {what}, so the run cannot be "
+                          f"trusted; nothing was changed (see 'studiox audit verify {run_id}')")
+
+    def run_head(self, run_id: str) -> tuple[int | None, str | None] | None:
+        """Where the runs index says the run's journal ends: (seq, chain); None for a run it does not know."""
+        rows = self._rows("SELECT head_seq, head FROM runs WHERE id = ?", (run_id,))
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def event_rows(self, run_id: str) -> list[tuple[int, str]]:
+        """The run's events as stored, (seq, body text), for verification."""
+        return self._rows("SELECT seq, body FROM events WHERE run = ? ORDER BY seq", (run_id,))
+
+    def run_ids(self) -> list[str]:
+        """Every run the index or the journal knows, oldest first."""
+        return [r[0] for r in self._rows("SELECT id FROM runs UNION SELECT DISTINCT run FROM events ORDER BY 1")]
 
     def last_seq(self, run_id: str) -> int:
         """The number of the run's last event (0 if none)."""
