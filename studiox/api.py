@@ -335,6 +335,14 @@ def cancel(store: Store, run_id: str, reason: str) -> str:
     return engine(store).cancel(run_id, reason)
 
 
+def verify_runs(store: Store, run_ids: list[str] | None = None) -> list:
+    """``audit verify``: each run's journal against its hash chain and the index head (chain.Verdict)."""
+    from .state import chain
+
+    return [chain.verify(run_id, store.event_rows(run_id), store.run_head(run_id))
+            for run_id in (run_ids if run_ids is not None else store.run_ids())]
+
+
 # ---------------------------------------------------------------------------- decisions
 
 

@@ -429,20 +429,6 @@ def _litellm():
     return litellm
 
 
-def warmed_litellm():
-    """litellm imported, and its first completion (which sets up what it builds lazily) made with a
-    scripted answer: for the background preload, so the first real model call pays for neither."""
-    import asyncio
-
-    litellm = _litellm()
-    try:
-        asyncio.run(litellm.acompletion(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "-"}],
-                                        mock_response="-"))
-    except Exception:  # noqa: BLE001 - only a warm-up: the real call reports its own errors
-        pass
-    return litellm
-
-
 def _provider(litellm, model: str) -> str | None:
     try:
         return litellm.get_llm_provider(model=model)[1]

@@ -53,3 +53,19 @@ def wait(name: str) -> float:
     started = time.perf_counter()
     thread.join()
     return time.perf_counter() - started
+
+
+def warmed_litellm():
+    """litellm imported, and its first completion (which sets up what it builds lazily) made with a
+    scripted answer: for the background preload, so the first real model call pays for neither."""
+    import asyncio
+
+    from .models import _litellm
+
+    litellm = _litellm()
+    try:
+        asyncio.run(litellm.acompletion(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "-"}],
+                                        mock_response="-"))
+    except Exception:  # noqa: BLE001 - only a warm-up: the real call reports its own errors
+        pass
+    return litellm

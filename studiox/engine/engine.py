@@ -27,7 +27,7 @@ from ..errors import (
 )
 from ..governance import Decision, DecisionQueue, os_user
 from ..mission import Mission
-from ..state import keys
+from ..state import chain, keys
 from ..state.journal import JOURNAL_FORMAT, Journal, RunState, derive
 from ..state.locks import RunLock
 from ..state.store import Store
@@ -133,9 +133,14 @@ class Engine:
 
     def _resumable(self, run_id: str, *, retry_failed: bool) -> RunState:
         """The run's state, if this studiox may drive it on (called with the lock held)."""
-        state = derive(run_id, self.store.events(run_id))
+        events = self.store.events(run_id)
+        state = derive(run_id, events)
         if state.started is None:
             raise RunNotFound(f"no run '{run_id}' in {self.store.home}")
+        found = chain.links(run_id, events, self.store.run_head(run_id))
+        if found.state == "tampered":
+            raise RunNotResumable(f"the journal of run {run_id} was altered ({found.problem}), so it is not driven "
+                                  f"on: nothing was changed (see 'studiox audit verify {run_id}')")
         written = state.started.get("journal_format", 1)
         if not isinstance(written, int) or written > JOURNAL_FORMAT:
             raise RunNotResumable(
@@ -176,9 +181,14 @@ class Engine:
             return "requested"
 
     def _state_for_cancel(self, run_id: str) -> RunState:
-        state = derive(run_id, self.store.events(run_id))
+        events = self.store.events(run_id)
+        state = derive(run_id, events)
         if state.started is None:
             raise RunNotFound(f"no run '{run_id}' in {self.store.home}")
+        found = chain.links(run_id, events, self.store.run_head(run_id))
+        if found.state == "tampered":
+            raise RunNotResumable(f"the journal of run {run_id} was altered ({found.problem}), so it is not driven "
+                                  f"on: nothing was changed (see 'studiox audit verify {run_id}')")
         if state.finished:
             raise RunNotResumable(f"run {run_id} has already {state.finished['status']}; it cannot be cancelled")
         return state

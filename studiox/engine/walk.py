@@ -406,9 +406,7 @@ def _preload(mission: Mission) -> None:
 
     kinds = {s.kind for s in mission.walk()}
     if "worker" in kinds:
-        from ..adapters.models import warmed_litellm
-
-        preload.start("litellm", warmed_litellm)
+        preload.start("litellm", preload.warmed_litellm)
     if mission.integrations:
         preload.start("mcp", _import_mcp)
 

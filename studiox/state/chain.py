@@ -79,7 +79,7 @@ class Verdict:
         return dict(self.__dict__)
 
 
-def verify(run_id: str, rows: list[tuple[int, str]], head: tuple[int, str | None] | None) -> Verdict:
+def verify(run_id: str, rows: list[tuple[int, str]], head: tuple[int | None, str | None] | None) -> Verdict:
     """Check a run's stored events (``(seq, body text)`` in seq order) against its chain and its index head."""
     if not rows:
         return Verdict(run_id, "tampered", seq=1, problem="the run is in the index, but its journal is empty")
@@ -95,6 +95,13 @@ def verify(run_id: str, rows: list[tuple[int, str]], head: tuple[int, str | None
             return Verdict(run_id, "tampered", seq=seq, problem=f"event {seq} is out of order (it says it is "
                            f"event {event.get('seq') if isinstance(event, dict) else '?'})")
         events.append(event)
+    return links(run_id, events, head)
+
+
+def links(run_id: str, events: list[dict], head: tuple[int | None, str | None] | None) -> Verdict:
+    """Check the chain of a run's events (already known to be in place) and where the index says it ends."""
+    if not events:
+        return Verdict(run_id, "tampered", seq=1, problem="the run is in the index, but its journal is empty")
     kind = kind_of(events[0])
     if kind is None:
         return Verdict(run_id, "not chained", events=len(events),
@@ -113,7 +120,7 @@ def verify(run_id: str, rows: list[tuple[int, str]], head: tuple[int, str | None
                                    "event 1 was edited: its chain does not match")
         previous = expected
     last = events[-1]
-    if head is not None and (head[0] != last["seq"] or (head[1] is not None and head[1] != last["chain"])):
+    if head is not None and head[0] is not None and (head[0] != last["seq"] or head[1] != last["chain"]):
         if head[0] > last["seq"]:
             problem = f"events {last['seq'] + 1}–{head[0]} were removed (the journal was cut short)"
             seq = last["seq"] + 1

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import StoreError
-from . import folder
+from . import chain, folder
 from .folder import DATABASE, MARKER, cannot_write, corrupt, read_only_error
 from .indexing import FINISHED, index_events, index_record
 
@@ -271,7 +271,8 @@ class Store:
 
     def events(self, run_id: str, start: int = 1) -> list[dict]:
         """The run's events from ``start`` on, in order; a StoreError when one is missing or out of place
-        (deleted, moved, or the journal cut short of what the runs index says), never a silent gap."""
+        (deleted, moved, or the journal cut short of what the runs index says), never a silent gap, or
+        when a whole run read does not follow its hash chain (an event edited, inserted or swapped)."""
         rows = self._rows("SELECT seq, body FROM events WHERE run = ? AND seq >= ? ORDER BY seq", (run_id, start))
         events = []
         for expected, (seq, body) in enumerate(rows, start=start):
@@ -281,6 +282,11 @@ class Store:
             if event.get("seq") != seq:
                 raise self._damaged(run_id, f"event {seq} is out of order (it says it is event {event.get('seq')})")
             events.append(event)
+        checkable = (chain.PLAIN, chain.KEYED if chain.audit_key() else None)
+        if start == 1 and events and chain.kind_of(events[0]) in checkable:
+            verdict = chain.links(run_id, events, None)  # an edited, inserted or renumbered event
+            if verdict.state == "tampered":
+                raise self._damaged(run_id, verdict.problem or "its chain is broken")
         head = self.run_head(run_id)
         if head is not None and head[0] is not None and head[0] > start - 1 + len(rows):
             found = start - 1 + len(rows)
