@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -316,7 +316,11 @@ def run_status(store: Store, run_id: str) -> tuple[RunState, dict]:
         "verdict": state.verdict,
         "note": (state.finished or {}).get("note"), "error": (state.finished or {}).get("error"),
         "waiting_for": (state.waiting or {}).get("decision") if current == "waiting" else None,
-        "started": iso(state.started["at"]) if state.started else None, "duration": state.duration,
+        "started": iso(state.started["at"]) if state.started else None,
+        "duration": (time.time() - state.started["at"]) if current == "running" and state.started else state.duration,
+        "running": [{"step": a, "kind": e.get("kind"), "attempt": e.get("attempt", 1), "since": iso(e["at"]),
+                     "elapsed": round(time.time() - e["at"], 3)} for a, e in state.running.items()]
+        if current == "running" else [],
         "steps": [{"step": a, "status": e["status"], "output": e.get("output"), "error": e.get("error")}
                   for a, e in state.done.items()],
         "usage": usage(state),
@@ -333,6 +337,28 @@ def outcome_json(outcome: Outcome, exit_code: int) -> dict:
 def cancel(store: Store, run_id: str, reason: str) -> str:
     """'cancelled' at once, or 'requested' when another process drives the run."""
     return engine(store).cancel(run_id, reason)
+
+
+def follow(store: Store, run_id: str, *, poll: float = 0.2, settle: float = 1.0) -> Iterator[dict]:
+    """A run's events as they are written, from the first: until it finishes, or no process has
+    driven it for ``settle`` seconds (it parked, or its driver stopped)."""
+    from .state.locks import is_driven
+
+    seq, undriven = 0, None
+    while True:
+        new = store.events(run_id, start=seq + 1)
+        yield from new
+        if new:
+            seq = new[-1]["seq"]
+            if new[-1]["type"] == "run_finished":
+                return
+        if is_driven(store.home, run_id):
+            undriven = None
+        elif undriven is None:
+            undriven = time.monotonic()
+        elif time.monotonic() - undriven >= settle:  # (a moment's grace: a process may be taking it up)
+            return
+        time.sleep(poll)
 
 
 def verify_runs(store: Store, run_ids: list[str] | None = None) -> list:

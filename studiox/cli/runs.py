@@ -263,8 +263,12 @@ def status(
     current = data["status"]
     style = STATUS_STYLE.get(current, "")
     out.print(f"run [bold]{run_id}[/] · mission {escape(state.mission_name)} · [{style}]{current}[/] · "
-              f"started {when(state.started['at'] if state.started else None)} · {seconds(state.duration)}")
+              f"started {when(state.started['at'] if state.started else None)} · {seconds(data['duration'])}")
     out.print(steps_table(state))
+    for now in data["running"]:
+        attempt = f", attempt {now['attempt']}" if now["attempt"] > 1 else ""
+        out.print(f"[cyan]▶ running now[/]: {escape(now['step'])} ({escape(str(now['kind']))}{attempt}) for "
+                  f"{seconds(now['elapsed'])}")
     usage = usage_table(state)
     if usage is not None:
         out.print(usage)
@@ -285,15 +289,24 @@ def log(
     home: Home = None,
     as_json: Annotated[bool, typer.Option("--json", help="Every event as one JSON line (the raw audit trail).")]
     = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing as another process drives the run, "
+                                         "until it finishes or parks.")] = False,
 ) -> None:
     """The run's Observations rail, from the start: every step, observation, decision and outcome."""
     from ..ui.rail import rail_lines
 
     store, run_id = _find(home, run_id)
-    events = store.events(run_id)
-    if as_json:
-        for event in events:
+    events = api.follow(store, run_id) if follow else store.events(run_id)
+    for event in events:
+        if as_json:
             sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
-        return
-    for line in rail_lines(events):
-        out.print(line)
+            sys.stdout.flush()
+        else:
+            for line in rail_lines([event]):
+                out.print(line)
+    if follow and not as_json:
+        _, data = api.run_status(store, run_id)
+        if data["status"] == "waiting":
+            plain(f"run {run_id} is parked, waiting for decision {data['waiting_for']}: see 'studiox decisions'")
+        elif data["status"] == "interrupted":
+            plain(f"run {run_id} is no longer driven by any process; continue it with: studiox resume {run_id}")

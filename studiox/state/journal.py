@@ -162,6 +162,7 @@ class RunState:
     waiting: dict | None = None  # the open 'waiting' event, if the run is parked
     last: dict | None = None
     done: dict[str, dict] = field(default_factory=dict)  # step address → its step_finished event
+    running: dict[str, dict] = field(default_factory=dict)  # step address → its step_started, while unfinished
     items: dict[tuple[str, int], dict] = field(default_factory=dict)  # (foreach address, index) → item_finished
     attempts: dict[str, int] = field(default_factory=dict)  # step address → attempts that failed
     waiting_by_step: dict[str, dict] = field(default_factory=dict)  # step address → its 'waiting' event
@@ -250,8 +251,11 @@ def _fold(state: RunState, ev: dict) -> None:
         state.key = ev.get("key")
     elif kind == "key_set":
         state.key = ev["key"]
+    elif kind == "step_started":
+        state.running[ev["step"]] = ev
     elif kind == "step_finished":
         state.done[ev["step"]] = ev
+        state.running.pop(ev["step"], None)
     elif kind == "step_failed":
         state.attempts[ev["step"]] = max(state.attempts.get(ev["step"], 0), ev["attempt"])
     elif kind == "item_finished":
@@ -270,12 +274,16 @@ def _fold(state: RunState, ev: dict) -> None:
     elif kind == "model_call":
         state.model_calls.append(ev)
     elif kind == "run_resumed":
+        state.running.clear()  # what the process before was doing stopped with it
         state.resumed += 1
+    elif kind == "run_interrupted":
+        state.running.clear()
     elif kind == "run_reopened":  # a failed run taken up again: its failed step gets fresh attempts
         state.finished = None
         state.attempts.clear()
     elif kind in TERMINAL:
         state.finished = ev
+        state.running.clear()
 
 
 def summary(store: Store, run_id: str) -> tuple[dict | None, dict | None]:

@@ -213,6 +213,21 @@ class Store:
             except sqlite3.DatabaseError as e:
                 raise corrupt(self.home, e) from None
 
+    def _snapshot(self, *queries: tuple[str, tuple]) -> list[list[tuple]]:
+        """Several reads seen at one moment (one read transaction): a run being written meanwhile
+        never shows its events from before a commit beside its index head from after it."""
+        if self._con is None:
+            return [[] for _ in queries]
+        with self._lock:
+            try:
+                self._con.execute("BEGIN")
+                try:
+                    return [self._con.execute(query, args).fetchall() for query, args in queries]
+                finally:
+                    self._con.execute("COMMIT")
+            except sqlite3.DatabaseError as e:
+                raise corrupt(self.home, e) from None
+
     @contextmanager
     def _transaction(self):
         """BEGIN IMMEDIATE … COMMIT: the write lock is taken first, so two writers never deadlock."""
@@ -273,7 +288,8 @@ class Store:
         """The run's events from ``start`` on, in order; a StoreError when one is missing or out of place
         (deleted, moved, or the journal cut short of what the runs index says), never a silent gap, or
         when a whole run read does not follow its hash chain (an event edited, inserted or swapped)."""
-        rows = self._rows("SELECT seq, body FROM events WHERE run = ? AND seq >= ? ORDER BY seq", (run_id, start))
+        rows, heads = self._snapshot(("SELECT seq, body FROM events WHERE run = ? AND seq >= ? ORDER BY seq",
+                                      (run_id, start)), ("SELECT head_seq, head FROM runs WHERE id = ?", (run_id,)))
         events = []
         for expected, (seq, body) in enumerate(rows, start=start):
             event = self._decode(body, f"event {seq} of run {run_id}")
@@ -287,7 +303,7 @@ class Store:
             verdict = chain.links(run_id, events, None)  # an edited, inserted or renumbered event
             if verdict.state == "tampered":
                 raise self._damaged(run_id, verdict.problem or "its chain is broken")
-        head = self.run_head(run_id)
+        head = heads[0] if heads else None
         if head is not None and head[0] is not None and head[0] > start - 1 + len(rows):
             found = start - 1 + len(rows)
             raise self._damaged(run_id, f"it ends at event {found}, but event {head[0]} was written" if found else
