@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import DecisionError, MissionInvalid, Problem, RunNotFound, suggest
+from .units import iso
 
 if TYPE_CHECKING:
     from .engine import Engine, Outcome
@@ -32,11 +32,6 @@ def _unheard(text: str) -> None:
 
 
 NOTICE: Callable[[str], None] = _unheard
-
-
-def iso(ts: float | None) -> str | None:
-    """A time as ISO 8601 with its UTC offset (what every JSON output carries)."""
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).astimezone().isoformat(timespec="seconds")
 
 
 # ---------------------------------------------------------------------------- state folder
@@ -339,35 +334,18 @@ def cancel(store: Store, run_id: str, reason: str) -> str:
     return engine(store).cancel(run_id, reason)
 
 
-def follow(store: Store, run_id: str, *, poll: float = 0.2, settle: float = 1.0) -> Iterator[dict]:
-    """A run's events as they are written, from the first: until it finishes, or no process has
-    driven it for ``settle`` seconds (it parked, or its driver stopped)."""
-    from .state.locks import is_driven
-
-    seq, undriven = 0, None
-    while True:
-        new = store.events(run_id, start=seq + 1)
-        yield from new
-        if new:
-            seq = new[-1]["seq"]
-            if new[-1]["type"] == "run_finished":
-                return
-        if is_driven(store.home, run_id):
-            undriven = None
-        elif undriven is None:
-            undriven = time.monotonic()
-        elif time.monotonic() - undriven >= settle:  # (a moment's grace: a process may be taking it up)
-            return
-        time.sleep(poll)
+# the audit trail read back (show, follow, verify, export): see studiox/trail.py
+from .trail import follow, show_run, verify_runs  # noqa: E402, F401
 
 
-def verify_runs(store: Store, run_ids: list[str] | None = None) -> list:
-    """``audit verify``: each run's journal against its hash chain and the index head (chain.Verdict)."""
-    from .state import chain
+def audit_runs(store: Store, *, run_id: str | None = None, mission: str | None = None, since: float | None = None,
+               until: float | None = None, approver: str | None = None) -> list[tuple[dict, list[dict]]]:
+    """What ``audit export`` writes: (the run in full, its events) for each run chosen, oldest first;
+    ``approver``: only runs with a decision that person made."""
+    from .trail import runs_in_full
 
-    return [chain.verify(run_id, store.event_rows(run_id), store.run_head(run_id))
-            for run_id in (run_ids if run_ids is not None else store.run_ids())]
-
+    ids = [run_id] if run_id else [r.id for r in reversed(list_runs(store, mission=mission, since=since))]
+    return runs_in_full(store, ids, until=until, approver=approver)
 
 # ---------------------------------------------------------------------------- decisions
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime
 
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -29,3 +30,8 @@ def human_size(n: int) -> str:
 def when(ts: float | None) -> str:
     """A moment as people read it, in local time: ``2026-11-25 09:14:03`` (``—`` when unknown)."""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "—"
+
+
+def iso(ts: float | None) -> str | None:
+    """A time as ISO 8601 in UTC (what every JSON output carries)."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")

@@ -1,7 +1,9 @@
-"""The audit trail for compliance: ``audit verify`` (and the exports built on the same reads)."""
+"""The audit trail for compliance: ``audit verify`` and ``audit export``."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -44,3 +46,39 @@ def verify(
                           escape(v.problem or ""))
         out.print(table)
     raise typer.Exit(EXIT_OK if all(v.state in ("intact", "not chained") for v in verdicts) else EXIT_FAILED)
+
+
+@audit_app.command("export")
+def export(
+    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv, md or html (one self-contained file).")],
+    run_id: Annotated[str | None, typer.Option("--run", metavar="RUN_ID", help="Only this run.")] = None,
+    mission: Annotated[str | None, typer.Option("--mission", help="Only runs of this mission.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Runs started since: 2h, 3d, or an ISO date.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Runs started until: an ISO date or time.")] = None,
+    approver: Annotated[str | None, typer.Option("--approver", help="Only runs with a decision by this person.")]
+    = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file (default: stdout).")]
+    = None,
+    home: Home = None,
+) -> None:
+    """What happened across runs, for auditors: each run's timeline, evidence and decisions (who
+    approved what, when, with edits from → to), times in ISO 8601 UTC."""
+    from ..errors import UsageError
+    from ..export import FORMATS, render
+    from .runs import _since
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    store = api.open_store(remember_home(home))
+    runs = [] if store is None else api.audit_runs(
+        store, run_id=api.resolve_run(store, run_id) if run_id else None, mission=mission, since=_since(since),
+        until=_since(until), approver=approver)
+    text = render(fmt, runs, "studiox audit report")
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot write {output}: {e.strerror or e}") from None
+    plain(f"wrote {len(runs)} run{'s' if len(runs) != 1 else ''} to {output}", error=True)

@@ -310,3 +310,23 @@ def log(
             plain(f"run {run_id} is parked, waiting for decision {data['waiting_for']}: see 'studiox decisions'")
         elif data["status"] == "interrupted":
             plain(f"run {run_id} is no longer driven by any process; continue it with: studiox resume {run_id}")
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run (or the start of its id).")],
+    step: Annotated[str | None, typer.Option("--step", metavar="ADDRESS", help="Only this step (e.g. 'pay' or "
+                                             "'each[2].touch').")] = None,
+    home: Home = None,
+    as_json: AsJson = False,
+) -> None:
+    """One run in full: header (mission, key, inputs, status, verdict, cost), then each step's inputs,
+    prompts and model answers, tool calls and results, attempts and errors, timings and decisions."""
+    from ..ui.inspect import render
+
+    store, run_id = _find(home, run_id)
+    data = api.show_run(store, run_id, step)
+    if as_json:
+        print_json(data)
+    else:
+        out.print(render(data))

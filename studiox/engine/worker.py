@@ -31,6 +31,7 @@ class WorkerDoors:
     def __init__(self, run: RunView, step: Step, address: str, attempt: int, data: dict):
         self.run, self.step, self.address, self.attempt, self.data = run, step, address, attempt, data
         self.turn = 0
+        self.sent = 0  # messages of the conversation already journaled with a turn
         self.calls = 0
         self.keys_used: dict[str, int] = {}
         self.journaled = [e for e in run.state.model_calls if e["step"] == address and e["attempt"] == attempt]
@@ -71,6 +72,7 @@ class WorkerDoors:
                     f"{self.address} was asked differently when it was journaled than studiox would ask it now, so "
                     "its journaled answer cannot be used; the run was left as it was (resume it with the studiox "
                     f"version that started it, {self.run.started_by})")
+            self.sent = len(call.messages)
             return journaled["reply"]
         self.within_budget(("cost", "tokens"))
         replaying = bool(self.run.options.get("replay"))
@@ -89,8 +91,10 @@ class WorkerDoors:
                                                          index=index)
             if use_cache and not reply.get("replayed"):
                 store.cache(key, reply)
+        new_messages, self.sent = call.messages[self.sent:], len(call.messages)  # what this turn added (for `show`)
         event = self.run.journal.append(
             "model_call", step=self.address, attempt=self.attempt, index=index, request=call.fingerprint(),
+            messages=new_messages,
             reply=reply, cached=cached, replayed=bool(reply.get("replayed")), model=reply["model"],
             input_tokens=reply["input_tokens"], output_tokens=reply["output_tokens"],
             cost_usd=0.0 if cached else reply["cost_usd"], latency_s=0.0 if cached else reply["latency_s"])

@@ -54,6 +54,8 @@ async def execute(step: Step, ctx: StepContext) -> Any:
     for _turn in range(max_turns):
         reply = await ctx.model(ModelCall(model, list(messages), schema, tools, settings))
         if reply["tool_calls"]:
+            if (reply["content"] or "").strip():  # what the model said on a turn where it calls tools
+                ctx.emit(f"thinking: {reply['content'].strip()}", reasoning=reply["content"].strip())
             messages.append({"role": "assistant", "content": reply["content"] or "", "tool_calls": [
                 {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
                 for c in reply["tool_calls"]]})
@@ -63,6 +65,7 @@ async def execute(step: Step, ctx: StepContext) -> Any:
                     result = {"error": f"there is no tool '{call['name']}'; the tools are {', '.join(names)}"}
                 else:
                     result = await ctx.act(target, call["arguments"])
+                    ctx.emit(f"{target} → {_short(result)}", tool=target)
                 messages.append({"role": "tool", "tool_call_id": call["id"], "content": json.dumps(result)})
             continue
         answer, problems = _parse(reply["content"], schema)
@@ -91,6 +94,11 @@ async def _tools(targets: list[str], ctx) -> tuple[list, dict]:
             "name": name, "description": f"{target}: {info.get('description') or 'a tool of ' + integration}",
             "parameters": info.get("input_schema") or {"type": "object", "properties": {}}}})
     return specs, names
+
+
+def _short(value, width: int = 160) -> str:
+    text = " ".join(json.dumps(value, ensure_ascii=False).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _parse(content: str | None, schema: dict) -> tuple[dict | None, str | None]:
