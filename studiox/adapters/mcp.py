@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from contextlib import AsyncExitStack
@@ -254,7 +255,11 @@ class MCPTools:
         cwd = (self.base_dir / spec["cwd"]) if spec.get("cwd") else self.base_dir
         # started through a launcher that ties the server's life to this process (see _launch.py)
         pidfile = self._pidfile(integration)
-        launcher = [str(Path(__file__).with_name("_launch.py")), str(os.getpid()), "--pidfile", str(pidfile), command]
+        launcher = [str(Path(__file__).with_name("_launch.py")), str(os.getpid()), "--pidfile", str(pidfile)]
+        hidden = [name for name, v in (spec.get("env") or {}).items() if isinstance(v, dict)]
+        if hidden:  # the launcher masks these values in what the server writes to its log
+            launcher += ["--redact", ",".join(hidden)]
+        launcher.append(command)
         params = StdioServerParameters(command=sys.executable, args=[*launcher, *spec.get("args", [])],
                                        env=env or None, cwd=cwd)
         from mcp.client.stdio import stdio_client
@@ -268,6 +273,9 @@ class MCPTools:
         if variable not in self.environ:
             raise StepError("tool_error", f"the integration '{integration}' needs the environment variable "
                             f"{variable} (for {name}); set it before running")
+        from .. import secrets
+
+        secrets.remember(self.environ[variable])
         return value.get("prefix", "") + self.environ[variable]
 
     def _errlog(self, integration: str):
@@ -377,7 +385,20 @@ def _quiet_sdk_logging(log_dir: Path | None) -> None:
         logger.addHandler(logging.NullHandler())
         return
     log_dir.mkdir(parents=True, exist_ok=True)
-    logger.addHandler(logging.FileHandler(log_dir / "mcp-client.log", delay=True, encoding="utf-8"))
+    handler = logging.FileHandler(log_dir / "mcp-client.log", delay=True, encoding="utf-8")
+    handler.addFilter(_Redacting())
+    logger.addHandler(handler)
+
+
+class _Redacting(logging.Filter):
+    """The SDK's messages with every secret studiox knows masked (see studiox/secrets.py)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from .. import secrets
+
+        if secrets.active():
+            record.msg, record.args = secrets.redact(record.getMessage()), None
+        return True
 
 
 def _kill_launcher(pidfile: Path) -> None:

@@ -12,7 +12,7 @@ import traceback
 
 import typer
 
-from .. import __version__
+from .. import __version__, secrets
 from ..errors import StudioxError
 from . import audit, decisions, missions, runs  # noqa: F401 - registers the commands
 from .app import EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, app, state
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as e:
         return e.exit_code
     except StudioxError as e:
-        plain(e.render(), error=True)
+        plain(secrets.redact(e.render()), error=True)
         return e.exit_code
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         if state["debug"]:
             raise
         log = _crash_log(e)
-        plain(f"studiox hit an internal error (a bug): {type(e).__name__}: {e}\n"
+        plain(f"studiox hit an internal error (a bug): {type(e).__name__}: {secrets.redact(str(e))}\n"
               f"Run the same command with --debug for the traceback{', which is also in ' + log if log else ''}, "
               "and please report it.", error=True)
         return EXIT_BUG
@@ -62,7 +62,7 @@ def _crash_log(error: BaseException) -> str | None:
         with path.open("a", encoding="utf-8") as f:
             f.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S%z')} studiox {__version__} "
                     f"python {sys.version.split()[0]}: studiox {' '.join(sys.argv[1:])}\n")
-            f.write("".join(traceback.format_exception(error)))
+            f.write(secrets.redact("".join(traceback.format_exception(error))))
         return str(path)
     except OSError:
         return None

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .. import expressions
+from .. import expressions, secrets
 from .. import mission as missions
 from ..adapters.ports import STEP_TIME_LIMIT, Ports
 from ..errors import StepError
@@ -51,6 +51,7 @@ class Run:
     """One drive of one run."""
 
     def __init__(self, engine: EngineView, mission: Mission, state: RunState, journal: Journal):
+        secrets.remember_environment()  # credentials in the environment are masked in all the run writes
         self.engine = engine
         self.mission = mission
         self.state = state

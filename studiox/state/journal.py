@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .. import secrets
 from . import chain
 from .store import Store, to_json
 
@@ -80,6 +81,8 @@ class Journal:
         if self._broken is not None:
             raise self._broken
         event = {"seq": self.seq + 1, "type": type_, "at": round(self.clock(), 6), **fields}
+        if secrets.active():  # masked before it is chained: the journal never holds a secret
+            event = secrets.redact_value(event)
         if self.chain is not None:
             if event["seq"] == 1:
                 event["audit"] = {"chain": self.chain}

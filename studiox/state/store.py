@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
+from .. import secrets
 from ..errors import StoreError
 from . import chain, folder
 from .folder import DATABASE, MARKER, cannot_write, corrupt, read_only_error
@@ -347,7 +348,8 @@ class Store:
     # ------------------------------------------------------------------ records
 
     def add_record(self, key: str, record: dict) -> bool:
-        """Write an immutable record; False when the key is taken (the first writer wins)."""
+        """Write an immutable record (any secret in it masked); False when the key is taken (the first writer wins)."""
+        record = secrets.redact_value(record)
         text = to_json(record, f"the record {key}", "nothing was recorded — give a finite number, null or valid text")
         try:
             with self._transaction() as execute:
