@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import __version__, expressions
 from .. import mission as missions
+from ..adapters import otel
 from ..adapters.ports import Ports
 from ..errors import (
     DuplicateRun,
@@ -61,6 +62,7 @@ class Engine:
         self.new_id = new_id or (lambda: "".join(secrets.choice(_ID_ALPHABET) for _ in range(8)))
         self.listener = listener
         self.kill_after_event = kill_after_event
+        self.telemetry = None  # spans of the drive under way, when OpenTelemetry is on (adapters/otel.py)
         self.prompt = prompt  # asks a person at a terminal; None parks the run instead
         self.decisions = DecisionQueue(store, clock)
 
@@ -124,10 +126,16 @@ class Engine:
                 mission = missions.from_snapshot(started["source"], snapshot_file, started["digest"])
             changed = _file_changed(started)
             journal = self._journal(run_id)
-            if resume:
-                journal.append("run_resumed", pid=os.getpid(), host=socket.gethostname(), user=os_user(),
-                               mission_changed=changed)
-            outcome = asyncio.run(Run(self, mission, state, journal).main())
+            self.telemetry = otel.from_environment(run_id, mission.name)  # (None unless asked for)
+            try:
+                if resume:
+                    journal.append("run_resumed", pid=os.getpid(), host=socket.gethostname(), user=os_user(),
+                                   mission_changed=changed)
+                outcome = asyncio.run(Run(self, mission, state, journal).main())
+            finally:
+                if self.telemetry is not None:
+                    self.telemetry.end()
+                    self.telemetry = None
             outcome.mission_changed = changed
             return outcome
 
@@ -208,6 +216,8 @@ class Engine:
         return Journal(self.store, run_id, clock=self.clock, after_append=self._after_append)
 
     def _after_append(self, event: dict) -> None:
+        if self.telemetry is not None:
+            self.telemetry.on_event(event)
         if self.listener:
             self.listener(event)
         if self.kill_after_event in (event["seq"], event["type"]):
