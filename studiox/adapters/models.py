@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import StepError
+from .ports import ANNOUNCE
 
 # providers that run locally or on the user's own server: no API key is expected
 _KEYLESS = {"ollama", "ollama_chat", "lm_studio", "hosted_vllm", "vllm", "llamafile", "openai_like", "custom_openai"}
@@ -312,7 +313,12 @@ class LiteLLMModels:
                                     f"the model '{call.model}' kept failing after {attempt} tries "
                                     f"({type(e).__name__}: {_first_line(e)}); try again later with studiox resume "
                                     "RUN_ID --retry", details={"provider_error": type(e).__name__}) from None
-                await self.sleep(_retry_after(e) or min(60.0, 2.0 ** attempt))
+                wait = _retry_after(e) or min(60.0, 2.0 ** attempt)
+                if (announce := ANNOUNCE.get()) is not None:
+                    why = "rate limited by the provider" if isinstance(e, litellm.RateLimitError) else \
+                        f"the provider failed ({type(e).__name__})"
+                    announce(f"{why}; retrying in {wait:g} s (try {attempt + 1} of {MAX_TRANSIENT_RETRIES + 1})")
+                await self.sleep(wait)
                 continue
             reply = _reply(litellm, response, call.model, time.perf_counter() - started)
             if answer is not None:  # litellm's mock usage is invented: a replayed turn counts only what is scripted

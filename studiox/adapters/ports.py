@@ -6,6 +6,7 @@ door without touching the engine. Each real door imports its heavy library only 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -15,6 +16,8 @@ from ..errors import StepError
 # the time limit of the step a door is called from (None: it has none). A tools door bounds each
 # call with its own limit only when the step has none: the engine enforces the step's, whole.
 STEP_TIME_LIMIT: ContextVar[float | None] = ContextVar("studiox_step_time_limit", default=None)
+# what a port says while it waits (a provider's rate limit, a retry): put on the step's rail
+ANNOUNCE: ContextVar[Callable[[str], None] | None] = ContextVar("studiox_announce", default=None)
 
 
 class ToolsDoor(Protocol):

@@ -33,13 +33,21 @@ def interactive(no_input: bool, as_json: bool = False) -> bool:
     return not no_input and not as_json and sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def make_engine(store, *, quiet: bool = False, ask: bool = False, silent: bool = False):
-    """An engine whose events are printed as the live rail (unless ``silent``)."""
+def make_engine(store, *, quiet: bool = False, ask: bool = False, silent: bool = False, live: bool = False):
+    """An engine whose events are printed as the live rail (unless ``silent``); ``live``: with a
+    spinner and progress bars below it, when the rail goes to a terminal (see ui/progress.py)."""
+    from ..ui.progress import Board
     from ..ui.rail import live_line
+
+    # on a terminal, a spinner for slow steps and a bar per foreach below the rail; piped: plain lines
+    board = Board(out) if live and not (silent or quiet) and out.is_terminal else None
 
     def show(event: dict) -> None:
         if silent:
             return
+        if board is not None:
+            board.on_event(event)
+            board.start()
         if quiet:
             line = escape(event["run"]) if event["type"] == "run_started" else \
                 live_line(event) if event["type"] == "run_finished" else None
@@ -57,11 +65,27 @@ def make_engine(store, *, quiet: bool = False, ask: bool = False, silent: bool =
         from ..ui.prompt import ask as ask_at_terminal
 
         def prompt(decision, queue):
-            ask_at_terminal(decision, queue, console=out)
+            if board is not None:
+                board.hold()  # a person is asked: nothing moves below the question
+            try:
+                ask_at_terminal(decision, queue, console=out)
+            finally:
+                if board is not None:
+                    board.release()
 
     kill = os.environ.get("STUDIOX_TEST_KILL_AFTER_EVENT")  # test door: see tests/test_crash.py
     kill_after = (int(kill) if kill.isdigit() else kill) if kill else None  # an event's number, or its type
+    if board is not None:
+        _boards.append(board)  # stopped by drive() when the drive ends, however it ends
     return api.engine(store, listener=show, prompt=prompt, kill_after_event=kill_after)
+
+
+_boards: list = []
+
+
+def _stop_boards() -> None:
+    while _boards:
+        _boards.pop().stop()
 
 
 def exit_code(outcome) -> int:
@@ -97,12 +121,15 @@ def say_what_next(outcome, store=None) -> None:
 def drive(store, run_id: str, *, resume: bool, retry_failed: bool = False, ask: bool = False,
           quiet: bool = False, as_json: bool = False, mission=None) -> None:
     """Drive a run and exit with the code its outcome calls for (printing JSON when asked)."""
-    engine = make_engine(store, quiet=quiet, ask=ask, silent=as_json)
+    engine = make_engine(store, quiet=quiet, ask=ask, silent=as_json, live=True)
     try:
         outcome = engine.drive(run_id, resume=resume, retry_failed=retry_failed, mission=mission)
     except KeyboardInterrupt:
+        _stop_boards()
         err.print(f"run {run_id} stopped; continue it with: studiox resume {run_id}", markup=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        _stop_boards()
     code = exit_code(outcome)
     if as_json:
         print_json(api.outcome_json(outcome, code))

@@ -312,6 +312,8 @@ class Run:
         if not isinstance(items, list):
             raise StepError("expression", f"foreach needs a list, but got {expressions.type_name(items)}")
         results: list = [None] * len(items)
+        self.emitter(address)(f"{len(items)} items, {min(step.concurrency, max(len(items), 1))} at a time",
+                              items=len(items))
         slots = asyncio.Semaphore(step.concurrency)
         stopping = False
 

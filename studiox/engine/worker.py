@@ -15,6 +15,7 @@ import json
 import os
 
 from ..adapters.models import ModelCall
+from ..adapters.ports import ANNOUNCE
 from ..errors import StepError
 from ..governance import Action, needs_decision
 from ..mission import Step
@@ -87,8 +88,12 @@ class WorkerDoors:
             reply = hit
         else:
             await self.client_loaded()
-            reply = await self.run.ports.models.complete(call, address=self.address, step_id=self.step.id,
-                                                         index=index)
+            announced = ANNOUNCE.set(self.announce)
+            try:
+                reply = await self.run.ports.models.complete(call, address=self.address, step_id=self.step.id,
+                                                             index=index)
+            finally:
+                ANNOUNCE.reset(announced)
             if use_cache and not reply.get("replayed"):
                 store.cache(key, reply)
         new_messages, self.sent = call.messages[self.sent:], len(call.messages)  # what this turn added (for `show`)
@@ -102,6 +107,11 @@ class WorkerDoors:
         self.journaled.append(event)
         return reply
 
+    def announce(self, message: str) -> None:
+        """Say on the rail, now, what the step waits for (the journal commits it before the wait)."""
+        self.run.emitter(self.address)(message)
+        self.run.journal.flush()
+
     async def client_loaded(self) -> None:
         """If the model client is still being imported in the background, say so and wait; the wait is
         not the step's own work, so it is left out of the step's duration."""
@@ -109,7 +119,7 @@ class WorkerDoors:
 
         if not preload.pending("litellm"):
             return
-        self.run.emitter(self.address)("loading the model client (litellm)…")
+        self.announce("loading the model client (litellm)…")
         waited = await asyncio.to_thread(preload.wait, "litellm")
         self.run.excluded[self.address] = self.run.excluded.get(self.address, 0.0) + waited
 

@@ -31,6 +31,7 @@ import math
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -173,9 +174,17 @@ class Store:
     def _connect(home: Path, sync: str) -> sqlite3.Connection:
         try:
             con = sqlite3.connect(home / DATABASE, timeout=60, isolation_level=None, check_same_thread=False)
-            con.execute("PRAGMA journal_mode = WAL")
+            for wait in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 1, 2, 5, None):
+                try:  # switching to WAL and making the tables need the database to themselves: a process
+                    con.execute("PRAGMA journal_mode = WAL")  # creating the folder at the same moment
+                    if not _has_schema(con):  # makes SQLite answer 'locked' at once, not after a wait
+                        con.executescript(SCHEMA)
+                    break
+                except sqlite3.OperationalError as e:
+                    if "locked" not in str(e) or wait is None:
+                        raise
+                    time.sleep(wait)
             con.execute(f"PRAGMA synchronous = {sync}")
-            con.executescript(SCHEMA) if not _has_schema(con) else None
             return con
         except sqlite3.OperationalError as e:
             if "readonly" in str(e) or "unable to open" in str(e):

@@ -93,7 +93,9 @@ def live_line(event: dict) -> str | None:
         return f"  [green]✓[/] {step} [dim]{seconds(event.get('duration'))}[/]{shown}"
     if kind == "step_failed":
         error = event.get("error") or {}
-        retry = f"; retrying in {event['retry_in']:g}s" if event.get("retry_in") is not None else ""
+        retry = f"; retrying in {event['retry_in']:g} s" if event.get("retry_in") is not None else ""
+        if error.get("kind") == "rate_limit" and retry:
+            retry = f"; rate limited by the provider{retry}"
         return f"  [red]✗[/] {step} attempt {event['attempt']} failed ({error.get('kind')}): " \
                f"{escape(clip(error.get('message', ''), ERROR_WIDTH))}{retry}"
     if kind == "item_finished":
