@@ -1,45 +1,51 @@
 """How long a cold `studiox` takes to start and answer, as a new process each time.
 
-    python benchmarks/cold_start.py [ROUNDS]
+    python benchmarks/cold_start.py [--before REV] [--quick] [--rounds N]
 
-Goal on the reference machine (2 cores): `studiox validate missions/invoice.yaml` under 0.3 s.
+Each command runs in the tree measured (its working folder, its PYTHONPATH first), 15 rounds
+(--quick: 5), the trees taking turns when --before REV is given (see _versions.py); medians.
+
+Goals on the reference machine (2 cores): `studiox --help` ≤ 0.15 s; `studiox validate
+missions/invoice.yaml` and `studiox runs` ≤ 0.3 s.
 """
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
+import _versions as versions
+from _versions import Row
 
-ROOT = Path(__file__).resolve().parent.parent
-GOAL_S = 0.3
-COMMANDS = {
-    "python -c pass (the floor)": [sys.executable, "-c", "pass"],
-    "studiox --help": [sys.executable, "-m", "studiox", "--help"],
-    "studiox validate missions/invoice.yaml": [sys.executable, "-m", "studiox", "validate", "missions/invoice.yaml"],
-    "studiox schema": [sys.executable, "-m", "studiox", "schema"],
-    "studiox runs (empty home)": [sys.executable, "-m", "studiox", "runs", "--home", "/nonexistent-studiox-home"],
+# label → (arguments after `python`, goal in seconds or None)
+COMMANDS: dict[str, tuple[list[str], float | None]] = {
+    "python -c pass (the floor)": (["-c", "pass"], None),
+    "studiox --help": (["-m", "studiox", "--help"], 0.15),
+    "studiox validate missions/invoice.yaml": (["-m", "studiox", "validate", "missions/invoice.yaml"], 0.3),
+    "studiox schema": (["-m", "studiox", "schema"], None),
+    "studiox runs (empty home)": (["-m", "studiox", "runs", "--home", "/nonexistent-studiox-home"], 0.3),
 }
 
 
+def timed(tree: versions.Tree, args: list[str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, *args], cwd=tree.path, env=versions.env(tree), capture_output=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise versions.ChildFailed(f"{tree.header}: python {' '.join(args)} failed: {done.stderr.decode()[-1000:]}")
+    return elapsed
+
+
 def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-    table = Table("command", "median", "best", "worst", "goal", title=f"cold start, {rounds} rounds",
-                  header_style="bold")
-    for label, cmd in COMMANDS.items():
-        times = []
-        for _ in range(rounds):
-            started = time.perf_counter()
-            subprocess.run(cmd, cwd=ROOT, capture_output=True, check=False)
-            times.append(time.perf_counter() - started)
-        goal = f"< {GOAL_S} s" if "validate" in label else ""
-        table.add_row(label, f"{statistics.median(times):.3f} s", f"{min(times):.3f} s", f"{max(times):.3f} s", goal)
-    Console(width=110).print(table)
+    args = versions.arguments(__doc__, lambda p: p.add_argument("--rounds", type=int, help="rounds (default 15)"))
+    rounds = args.rounds or (5 if args.quick else 15)
+    rows = []
+    with versions.trees(args.before) as trees:
+        for label, (command, goal) in COMMANDS.items():
+            times = versions.interleave(trees, rounds, lambda tree, command=command: timed(tree, command), label)
+            rows.append(Row(label, times, "{:.3f} s".format, f"≤ {goal} s" if goal else "", goal))
+    versions.table(trees, f"cold start, a new process each, median of {rounds} rounds", "command", rows)
 
 
 if __name__ == "__main__":
