@@ -33,18 +33,39 @@ def audit_key() -> bytes | None:
     return key.encode() if key else None
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def canonical(event: dict) -> bytes:
     """The bytes an event's chain is computed over: sorted keys, compact, UTF-8, without ``chain``."""
-    body = {k: v for k, v in event.items() if k != "chain"}
-    return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    if "chain" in event:
+        event = {k: v for k, v in event.items() if k != "chain"}
+    return _CANONICAL.encode(event).encode()
+
+
+def sealed(previous: str, event: dict, key: bytes | None) -> tuple[str, str]:
+    """``event`` chained after ``previous``: (its chain value, the JSON text to store: the canonical
+    text with ``chain`` added last), encoded once for both."""
+    text = _CANONICAL.encode(event)
+    data = text.encode()
+    if key is not None:
+        value = hmac.new(key, previous.encode() + b"\n" + data, hashlib.sha256).hexdigest()
+    else:
+        digest = hashlib.sha256(previous.encode())
+        digest.update(b"\n")
+        digest.update(data)
+        value = digest.hexdigest()
+    return value, (text[:-1] + ("," if len(text) > 2 else "") + f'"chain":"{value}"}}')
 
 
 def link(previous: str, event: dict, key: bytes | None) -> str:
     """The chain value of ``event`` following ``previous`` ("" for a run's first event)."""
-    data = previous.encode() + b"\n" + canonical(event)
     if key is not None:
-        return hmac.new(key, data, hashlib.sha256).hexdigest()
-    return hashlib.sha256(data).hexdigest()
+        return hmac.new(key, previous.encode() + b"\n" + canonical(event), hashlib.sha256).hexdigest()
+    digest = hashlib.sha256(previous.encode())
+    digest.update(b"\n")
+    digest.update(canonical(event))
+    return digest.hexdigest()
 
 
 def kind_of(first: dict | None) -> str | None:

@@ -74,6 +74,7 @@ class Journal:
         self.head = (last or {}).get("chain", "")
         self.after_append = after_append
         self.pending: list[dict] = []
+        self._texts: dict[int, str] = {}  # seq → the sealed JSON text of a pending chained event
         self._group: asyncio.Future | None = None
         self._broken: BaseException | None = None  # what stopped the journal: every later call raises it
 
@@ -87,12 +88,13 @@ class Journal:
             if event["seq"] == 1:
                 event["audit"] = {"chain": self.chain}
             try:
-                event["chain"] = chain.link(self.head, event, self.key)
+                self.head, text = chain.sealed(self.head, event, self.key)
             except ValueError:  # NaN or a lone surrogate: said the way the store says it
                 to_json(event, f"the {type_} event of run {self.run_id}", "the run stopped here — fix where this "
                         "value comes from, then start a new run")
                 raise
-            self.head = event["chain"]
+            event["chain"] = self.head
+            self._texts[event["seq"]] = text  # (the store keeps this text: the event is encoded once)
         self.seq += 1
         self.pending.append(event)
         return event
@@ -134,7 +136,8 @@ class Journal:
         batch, self.pending = self.pending, []
         try:
             if batch:
-                self.store.append_all(self.run_id, [(e["seq"], e) for e in batch])
+                texts, self._texts = self._texts, {}
+                self.store.append_all(self.run_id, [(e["seq"], e) for e in batch], texts)
             if group is not None:
                 group.set_result(None)
             if self.after_append:

@@ -279,11 +279,14 @@ class Store:
         """Commit one event; it is on disk when this returns. A taken slot is an error, never overwritten."""
         self.append_all(run_id, [(seq, event)])
 
-    def append_all(self, run_id: str, events: list[tuple[int, dict]]) -> None:
-        """Commit several events of one run in one transaction: all of them, or none."""
-        texts = [to_json(event, f"the {event.get('type', '?')} event of run {run_id}",
-                         "the run stopped here — fix where this value comes from, then start a new run")
-                 for _, event in events]
+    def append_all(self, run_id: str, events: list[tuple[int, dict]], encoded: dict[int, str] | None = None) -> None:
+        """Commit several events of one run in one transaction: all of them, or none. ``encoded``: the
+        JSON text of some of them by seq, already made (a chained event is encoded once, when sealed)."""
+        encoded = encoded or {}
+        texts = [encoded.get(seq) or to_json(event, f"the {event.get('type', '?')} event of run {run_id}",
+                                             "the run stopped here — fix where this value comes from, then start "
+                                             "a new run")
+                 for seq, event in events]
         rows = [(run_id, seq, event["type"], event["at"], text) for (seq, event), text in zip(events, texts, strict=True)]
         try:
             with self._transaction() as execute:
