@@ -124,17 +124,18 @@ def test_resume_refuses_a_run_whose_events_were_edited(sx, tmp_path):
 
 
 def _forge(db, run_id, key: bytes | None):
-    """Edit an output, then recompute every later chain value (and the head) as a forger would."""
+    """Edit an output, then recompute every chain value (and the head) as a forger who read the
+    design would: over each event's compact JSON text, chain stored last."""
     rows = _rows(db, run_id)
     rows[4][1]["output"] = {"v": 999}
     previous = ""
     for seq, event in rows:
-        body = {k: v for k, v in event.items() if k != "chain"}
-        data = previous.encode() + b"\n" + json.dumps(body, sort_keys=True, ensure_ascii=False,
-                                                      separators=(",", ":")).encode()
-        event["chain"] = previous = (hmac.new(key, data, hashlib.sha256).hexdigest() if key
-                                     else hashlib.sha256(data).hexdigest())
-        _put(db, run_id, seq, event)
+        text = json.dumps({k: v for k, v in event.items() if k != "chain"}, ensure_ascii=False,
+                          separators=(",", ":"))
+        data = previous.encode() + b"\n" + text.encode()
+        previous = hmac.new(key, data, hashlib.sha256).hexdigest() if key else hashlib.sha256(data).hexdigest()
+        db.execute("UPDATE events SET body = ? WHERE run = ? AND seq = ?",
+                   (text[:-1] + f',"chain":"{previous}"}}', run_id, seq))
     db.execute("UPDATE runs SET head = ? WHERE id = ?", (previous, run_id))
 
 

@@ -145,7 +145,7 @@ class Engine:
         state = derive(run_id, events)
         if state.started is None:
             raise RunNotFound(f"no run '{run_id}' in {self.store.home}")
-        found = chain.links(run_id, events, self.store.run_head(run_id))
+        found = chain.verify(run_id, self.store.event_rows(run_id), self.store.run_head(run_id))
         if found.state == "tampered":
             raise RunNotResumable(f"the journal of run {run_id} was altered ({found.problem}), so it is not driven "
                                   f"on: nothing was changed (see 'studiox audit verify {run_id}')")
@@ -193,7 +193,7 @@ class Engine:
         state = derive(run_id, events)
         if state.started is None:
             raise RunNotFound(f"no run '{run_id}' in {self.store.home}")
-        found = chain.links(run_id, events, self.store.run_head(run_id))
+        found = chain.verify(run_id, self.store.event_rows(run_id), self.store.run_head(run_id))
         if found.state == "tampered":
             raise RunNotResumable(f"the journal of run {run_id} was altered ({found.problem}), so it is not driven "
                                   f"on: nothing was changed (see 'studiox audit verify {run_id}')")

@@ -32,6 +32,7 @@ from . import acting
 from .control import PRIORITY, Cancelled, EngineView, Fail, Finish, Outcome, Park, Rejected
 from .gate import DEADLINES, Gate, text_of
 
+CANCEL_POLL = 0.05  # seconds between looks for a cancel request from another process
 # steps that only compute, with no outside effect and nothing to wait for: their start is journaled
 # with their result, in one commit
 INSTANT = frozenset({"set", "branch", "finish", "retrieve", "fail"})
@@ -69,6 +70,7 @@ class Run:
         self.observations = list(state.observations)
         self.gate = Gate(self)
         self.steps_by_id = {s.id: s for s in mission.walk()}
+        self.cancel_checked = -CANCEL_POLL  # (the first step looks)
         self.excluded: dict[str, float] = {}  # step address → seconds of its attempt that were not its work
         _preload(mission)
 
@@ -125,7 +127,7 @@ class Run:
         """Run one step (or take its journaled outcome); return the id to jump to, if any."""
         done = self.state.done.get(address)
         if done is None:
-            if self.engine.store.record(f"cancel:{self.run_id}") is not None:
+            if self.cancel_requested():
                 raise Cancelled()
             done = await self.execute(step, address, scope)
         scope.steps[step.id] = {"output": done.get("output"), "status": done["status"], "error": done.get("error")}
@@ -170,6 +172,15 @@ class Run:
             raise Fail({"step": "key", "kind": "duplicate", "message": (
                 f"{key} is already being handled by run {live[0]['run']} ({live[0]['status']}); this run stops "
                 "here (start it with --allow-duplicate to run both)")})
+
+    def cancel_requested(self) -> bool:
+        """Whether someone asked (from another process) to cancel the run; looked up at most every
+        CANCEL_POLL seconds, so a run of instant steps does not read the store before each one."""
+        now = time.monotonic()
+        if now - self.cancel_checked < CANCEL_POLL:
+            return False
+        self.cancel_checked = now
+        return self.engine.store.record(f"cancel:{self.run_id}") is not None
 
     async def execute(self, step: Step, address: str, scope: Scope) -> dict:
         """Attempts of one step, each journaled; returns its step_finished event."""

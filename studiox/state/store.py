@@ -290,8 +290,11 @@ class Store:
         rows = [(run_id, seq, event["type"], event["at"], text) for (seq, event), text in zip(events, texts, strict=True)]
         try:
             with self._transaction() as execute:
-                for row in rows:
-                    execute("INSERT INTO events (run, seq, type, at, body) VALUES (?, ?, ?, ?, ?)", row)
+                if len(rows) == 1:
+                    execute("INSERT INTO events (run, seq, type, at, body) VALUES (?, ?, ?, ?, ?)", rows[0])
+                else:
+                    self._con.executemany(  # type: ignore[union-attr]
+                        "INSERT INTO events (run, seq, type, at, body) VALUES (?, ?, ?, ?, ?)", rows)
                 index_events(execute, run_id, [event for _, event in events])
         except sqlite3.IntegrityError:
             raise StoreError(f"event {events[0][0]} of run {run_id} was already written by another process; "
@@ -313,7 +316,7 @@ class Store:
             events.append(event)
         checkable = (chain.PLAIN, chain.KEYED if chain.audit_key() else None)
         if start == 1 and events and chain.kind_of(events[0]) in checkable:
-            verdict = chain.links(run_id, events, None)  # an edited, inserted or renumbered event
+            verdict = chain.links(run_id, events[0], [body for _, body in rows], None)  # edited, inserted, swapped
             if verdict.state == "tampered":
                 raise self._damaged(run_id, verdict.problem or "its chain is broken")
         head = heads[0] if heads else None
