@@ -392,24 +392,9 @@ class Store:
     def run_rows(self, *, states: tuple[str, ...] | None = None, mission: str | None = None, key: str | None = None,
                  since: float | None = None, before: tuple[float, str] | None = None, limit: int = 100) -> list[dict]:
         """Rows of the runs table, newest first: ``before`` is the (started, id) the previous page ended at."""
-        where: list[str] = []
-        args: list = []
-        for column, value in (("mission", mission), ("key", key)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if states:
-            where.append(f"state IN ({', '.join('?' * len(states))})")
-            args.extend(states)
-        if since is not None:
-            where.append("started >= ?")
-            args.append(since)
-        if before is not None:
-            where.append("(started < ? OR (started = ? AND id < ?))")
-            args.extend((before[0], before[0], before[1]))
-        query = ("SELECT id, mission, key, state, started, updated, verdict FROM runs"
-                 + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY started DESC, id DESC LIMIT ?")
         names = ("id", "mission", "key", "state", "started", "updated", "verdict")
+        where, args = _filters(mission, key, states, ("started", ">=", since), ("started", "<", before))
+        query = f"SELECT {', '.join(names)} FROM runs{where} ORDER BY started DESC, id DESC LIMIT ?"
         return [dict(zip(names, row, strict=True)) for row in self._rows(query, (*args, limit))]
 
     def count_runs(self) -> int:
@@ -418,22 +403,10 @@ class Store:
     def decision_rows(self, *, states: tuple[str, ...] | None = None, mission: str | None = None,
                       key: str | None = None, after: tuple[float, str] | None = None, limit: int = 100) -> list[dict]:
         """Rows of the decisions table, oldest first: ``after`` is the (requested, id) the previous page ended at."""
-        where: list[str] = []
-        args: list = []
-        for column, value in (("mission", mission), ("key", key)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if states:
-            where.append(f"state IN ({', '.join('?' * len(states))})")
-            args.extend(states)
-        if after is not None:
-            where.append("(requested > ? OR (requested = ? AND id > ?))")
-            args.extend((after[0], after[0], after[1]))
-        query = ("SELECT id, run, state, requested FROM decisions" + (" WHERE " + " AND ".join(where) if where else "")
-                 + " ORDER BY requested, id LIMIT ?")
-        return [dict(zip(("id", "run", "state", "requested"), row, strict=True))
-                for row in self._rows(query, (*args, limit))]
+        names = ("id", "run", "state", "requested")
+        where, args = _filters(mission, key, states, ("requested", ">", after))
+        query = f"SELECT {', '.join(names)} FROM decisions{where} ORDER BY requested, id LIMIT ?"
+        return [dict(zip(names, row, strict=True)) for row in self._rows(query, (*args, limit))]
 
     # ------------------------------------------------------------------ the model response cache
 
@@ -454,6 +427,28 @@ class Store:
 
             self._cache = open_cache(self.home / "cache")
         return self._cache
+
+
+def _filters(mission: str | None, key: str | None, states: tuple[str, ...] | None, *bounds) -> tuple[str, list]:
+    """A WHERE clause (and its arguments) over an index table: equal mission and key, a state among
+    ``states``, and ``(column, op, value)`` bounds — a number, or a page's (value, id) to go past."""
+    where: list[str] = []
+    args: list = []
+    for column, value in (("mission", mission), ("key", key)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if states:
+        where.append(f"state IN ({', '.join('?' * len(states))})")
+        args.extend(states)
+    for column, op, value in bounds:
+        if isinstance(value, tuple):  # keyset paging: past the last row of the page before
+            where.append(f"({column} {op} ? OR ({column} = ? AND id {op} ?))")
+            args.extend((value[0], value[0], value[1]))
+        elif value is not None:
+            where.append(f"{column} {op} ?")
+            args.append(value)
+    return (" WHERE " + " AND ".join(where) if where else ""), args
 
 
 def _has_schema(con: sqlite3.Connection) -> bool:
