@@ -211,15 +211,17 @@ def engine(store: Store, *, listener: Callable[[dict], None] | None = None, prom
     return Engine(store, ports=PORTS_FACTORY, listener=listener, prompt=prompt, kill_after_event=kill_after_event)
 
 
-def run_options(*, model: str | None, cache: bool, replay: Path | None, allow_duplicate: bool = False) -> dict:
+def run_options(*, model: str | None, cache: bool, replay: Path | None, allow_duplicate: bool = False,
+                api_base: str | None = None) -> dict:
     """A run's settings as journaled (so that a resumed run keeps them)."""
-    from .engine.worker import env_model
+    from .engine.worker import env_api_base, env_model
 
     if replay:
         from .adapters.models import Replay
 
         Replay.load(replay)  # a broken replay file is a usage error before anything runs
-    options = {"model": model, "env_model": env_model(), "cache": cache,
+    options = {"model": model, "env_model": env_model(), "api_base": api_base, "env_api_base": env_api_base(),
+               "cache": cache,
                "replay": str(Path(replay).resolve()) if replay else None, "allow_duplicate": allow_duplicate}
     return {k: v for k, v in options.items() if v}
 

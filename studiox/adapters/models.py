@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import StepError
+from . import dialects
 from .ports import ANNOUNCE
 
 # providers that run locally or on the user's own server: no API key is expected
@@ -272,6 +273,7 @@ class LiteLLMModels:
         self.replay = replay
         self.sleep = sleep
         self.environ = os.environ if environ is None else environ
+        self.modes: dict[str, list[str]] = {}  # model → the structured-output modes still to try, this run
 
     async def complete(self, call: ModelCall, *, address: str, step_id: str, index: int) -> dict:
         """One model call; returns the reply as plain data. Every failure is a StepError."""
@@ -291,29 +293,48 @@ class LiteLLMModels:
     async def _complete(self, litellm, call: ModelCall, answer: dict | None) -> dict:
         import openai
 
-        kwargs: dict = {"model": call.model, "messages": call.messages, **call.settings}
+        kwargs, limits = dialects.prepare(call, self.environ)
         if call.tools:
             kwargs["tools"] = call.tools
-        if call.output_schema is not None:
-            kwargs["response_format"] = _response_format(litellm, call)
-        if answer is None:
+        if answer is None and not kwargs.get("api_base"):
             self._check_credentials(litellm, call)
+        modes = self.modes.setdefault(call.model, dialects.chain_for(
+            _provider(litellm, call.model), call.model, limits["structured_output"], _supports_schema(litellm, call)))
         transient = _classes(litellm, *_TRANSIENT)
-        for attempt in range(1, MAX_TRANSIENT_RETRIES + 2):
+        begun = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            mode = modes[0] if call.output_schema is not None else "prompt"
             mock = {} if answer is None else _mock_kwargs(litellm, _scripted(answer, attempt), call.model)
+            left = limits["deadline"] - (time.monotonic() - begun)
             started = time.perf_counter()
             try:
                 scripted = mock.get("mock_response")
                 if isinstance(scripted, Exception) and not isinstance(scripted, openai.APIError):
                     raise scripted  # litellm's mock would wrap it; raise it as litellm itself would
-                response = await litellm.acompletion(**kwargs, **mock)
-            except transient as e:
+                asked = dialects.request(mode, call.output_schema) if call.output_schema is not None else {}
+                response = await litellm.acompletion(**kwargs, **asked, **mock,
+                                                     timeout=max(1.0, min(limits["timeout"], left)))
+            except Exception as e:
+                if call.output_schema is not None and len(modes) > 1 and dialects.refuses_mode(e):
+                    modes.pop(0)  # the server cannot answer in that mode: the next one, at once, for the run
+                    if (announce := ANNOUNCE.get()) is not None:
+                        announce(f"the model server refused structured output as {mode}; asking as {modes[0]}")
+                    attempt -= 1
+                    continue
+                if not isinstance(e, transient):
+                    raise
+                wait = _retry_after(e) or min(60.0, 2.0 ** attempt)
+                if time.monotonic() - begun + wait > limits["deadline"]:
+                    raise StepError("timeout", f"the model '{call.model}' did not answer within the step's deadline "
+                                    f"of {limits['deadline']:g} s ({attempt} tries; {type(e).__name__}: "
+                                    f"{_first_line(e)})", details={"provider_error": type(e).__name__}) from None
                 if attempt > MAX_TRANSIENT_RETRIES:
                     raise StepError("rate_limit" if isinstance(e, litellm.RateLimitError) else "model_error",
                                     f"the model '{call.model}' kept failing after {attempt} tries "
                                     f"({type(e).__name__}: {_first_line(e)}); try again later with studiox resume "
                                     "RUN_ID --retry", details={"provider_error": type(e).__name__}) from None
-                wait = _retry_after(e) or min(60.0, 2.0 ** attempt)
                 if (announce := ANNOUNCE.get()) is not None:
                     why = "rate limited by the provider" if isinstance(e, litellm.RateLimitError) else \
                         f"the provider failed ({type(e).__name__})"
@@ -321,11 +342,12 @@ class LiteLLMModels:
                 await self.sleep(wait)
                 continue
             reply = _reply(litellm, response, call.model, time.perf_counter() - started)
+            if call.output_schema is not None:
+                reply["mode"] = mode  # journaled: which way of asking for the schema was answered
             if answer is not None:  # litellm's mock usage is invented: a replayed turn counts only what is scripted
                 usage = _scripted(answer, attempt).get("usage") or {}
                 reply.update(replayed=True, **{key: usage.get(key) for key in USAGE_KEYS})
             return reply
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _check_credentials(self, litellm, call: ModelCall) -> None:
         if call.settings.get("api_base") or call.settings.get("api_key"):
@@ -442,14 +464,11 @@ def _provider(litellm, model: str) -> str | None:
         return None
 
 
-def _response_format(litellm, call: ModelCall) -> dict:
+def _supports_schema(litellm, call: ModelCall) -> bool:
     try:
-        supported = litellm.supports_response_schema(call.model)
-    except Exception:  # noqa: BLE001
-        supported = False
-    if supported:
-        return {"type": "json_schema", "json_schema": {"name": "answer", "schema": call.output_schema}}
-    return {"type": "json_object"}
+        return bool(litellm.supports_response_schema(call.model))
+    except Exception:  # noqa: BLE001 - a model litellm does not know: it says nothing
+        return False
 
 
 def _reply(litellm, response, model: str, latency: float) -> dict:

@@ -160,6 +160,10 @@ def run(
     model: Annotated[str | None, typer.Option(
         "--model", help="The model for workers that name none (a name from the mission, or a litellm model); "
                         "overrides STUDIOX_MODEL and the mission's default.")] = None,
+    api_base: Annotated[str | None, typer.Option(
+        "--api-base", metavar="URL", help="The server of --model (or STUDIOX_MODEL): a local llama.cpp, vLLM, LM "
+                                          "Studio or any OpenAI-compatible endpoint; overrides STUDIOX_API_BASE.")]
+    = None,
     cache: Annotated[bool, typer.Option("--cache", help="Answer identical model requests from the store.")] = False,
     replay: Annotated[Path | None, typer.Option(
         "--replay", metavar="FILE", help="Answer model calls from a file of scripted answers (offline; see "
@@ -175,7 +179,8 @@ def run(
     known = api.open_store(remember_home(home))  # a mission validated before by this version is not checked again
     mission = api.load_mission(mission_file, known)
     values = collect(mission, input_pairs, input_files)
-    options = api.run_options(model=model, cache=cache, replay=replay, allow_duplicate=allow_duplicate)
+    options = api.run_options(model=model, cache=cache, replay=replay, allow_duplicate=allow_duplicate,
+                              api_base=api_base)
     store = known or api.open_store(home, create=True)
     assert store is not None  # created when missing
     if known is None:  # the first run in a new state folder: remember this mission as validated

@@ -45,16 +45,21 @@ class WorkerDoors:
         (both as they were when the run started), else the mission's default model."""
         mission, options = self.run.mission, self.run.options
         chosen = name or options.get("model") or options.get("env_model")
+        base = options.get("api_base") or options.get("env_api_base")  # --api-base, STUDIOX_API_BASE
+        default = mission.default_model
         if chosen is None:
-            default = mission.default_model
             if default is None:
                 raise StepError("model_error", "no model: name one on the worker, in the mission's models, with "
                                 "--model, or in STUDIOX_MODEL")
-            return default.model, dict(default.settings)
-        if chosen in mission.models:
-            model = mission.models[chosen]
-            return model.model, dict(model.settings)
-        return chosen, {}
+            model, settings = default.model, dict(default.settings)
+        elif chosen in mission.models:
+            model, settings = mission.models[chosen].model, dict(mission.models[chosen].settings)
+        else:  # a model the mission does not name: the settings that do not belong to a provider still apply
+            model = chosen
+            settings = {k: v for k, v in (default.settings if default else {}).items() if k in KEPT_SETTINGS}
+        if base and (name is None or chosen == options.get("model") or chosen == options.get("env_model")):
+            settings["api_base"] = base  # the server given on the command line, for the model given there
+        return model, settings
 
     async def model(self, call: ModelCall) -> dict:
         """One model turn: from the journal if it was already taken, else checked against the budget,
@@ -250,6 +255,14 @@ def _no_required(step: Step) -> Step:
     return replace(step, approval=replace(step.approval, required=False))
 
 
+KEPT_SETTINGS = ("temperature", "max_tokens", "timeout", "deadline", "structured_output", "system_role")
+
+
 def env_model() -> str | None:
     """STUDIOX_MODEL, read when a run starts."""
     return os.environ.get("STUDIOX_MODEL") or None
+
+
+def env_api_base() -> str | None:
+    """STUDIOX_API_BASE, read when a run starts: the server of STUDIOX_MODEL (or --model)."""
+    return os.environ.get("STUDIOX_API_BASE") or None
