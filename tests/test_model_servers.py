@@ -57,3 +57,44 @@ def test_the_server_can_come_from_the_environment_and_defaults_bound_the_answer(
     assert request["max_tokens"] == 1024  # nothing runs away by default
     assert request["response_format"]["type"] == "json_schema"
     assert [m["role"] for m in request["messages"]] == ["system", "user"]  # a template with a system role
+
+
+def test_models_check_reports_the_mode_that_answered_and_models_lists_what_a_mission_can_use(sx, tmp_path,
+                                                                                            monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with OpenAIServer({"reasoning": "known", "output": {"capital": "Paris"}}) as server:
+        checked = sx("models", "check", "openai/qwen-local", "--api-base", server.url, "--json")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    result = json.loads(checked.stdout)
+    assert result["ok"] and result["valid_json"] and result["mode"] == "json_object_schema"
+    with OpenAIServer({"nonsense": True}) as server:
+        wrong = sx("models", "check", "openai/qwen-local", "--api-base", server.url)
+    assert wrong.returncode == 1 and "does not fit the schema" in wrong.stdout
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    (models_dir / "tiny.gguf").write_bytes(b"GGUF")
+    listed = json.loads(sx("models", "--mission", write_mission(tmp_path / "m.yaml", MISSION), "--json",
+                           STUDIOX_MODELS_DIR=str(models_dir)).stdout)
+    assert {"name": "main", "model": "openai/gpt-4o-mini", "where": "provider"}.items() <= listed[0].items()
+    assert any(r["model"] == "local/tiny" and r["where"] == "in process" for r in listed)
+
+
+def test_a_local_model_that_is_not_there_is_a_clear_step_error(sx, tmp_path):
+    mission = write_mission(tmp_path / "m.yaml", MISSION)
+    result = sx("run", mission, "--model", "local/no-such-model", STUDIOX_MODELS_DIR=str(tmp_path / "none"))
+    assert result.returncode == 1
+    assert "no local model 'no-such-model': put no-such-model.gguf in" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_generated_strings_are_bounded_in_the_grammar():
+    from studiox.adapters.local import STRING_BOUND, bounded
+
+    schema = {"type": "object", "properties": {"reasoning": {"type": "string"}, "code": {"type": "string",
+              "maxLength": 5}, "kind": {"type": "string", "enum": ["a", "b"]},
+              "lines": {"type": "array", "items": {"type": "string"}}}}
+    out = bounded(schema)
+    assert out["properties"]["reasoning"]["maxLength"] == STRING_BOUND
+    assert out["properties"]["code"]["maxLength"] == 5 and "maxLength" not in out["properties"]["kind"]
+    assert out["properties"]["lines"]["items"]["maxLength"] == STRING_BOUND
+    assert "maxLength" not in schema["properties"]["reasoning"]  # the mission's schema is left as it was

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..errors import StepError
-from . import dialects
+from . import dialects, local
 from .ports import ANNOUNCE
 from .replay import (  # noqa: F401 - Replay and function_name are part of this door's surface
     ANSWER_KEYS,
@@ -36,6 +36,7 @@ from .replay import (  # noqa: F401 - Replay and function_name are part of this 
     _provider,
     _scripted,
     function_name,
+    reply_dict,
 )
 
 # providers that run locally or on the user's own server: no API key is expected
@@ -60,14 +61,6 @@ class ModelCall:
         return hashlib.sha256(body.encode()).hexdigest()
 
 
-def reply_dict(content: str | None, tool_calls: list, *, model: str, input_tokens: int | None,
-               output_tokens: int | None, cost_usd: float | None, latency_s: float, replayed: bool = False) -> dict:
-    """A model's reply as plain data (what the journal keeps); a replayed one has no usage of its own."""
-    return {"content": content, "tool_calls": tool_calls, "model": model, "input_tokens": input_tokens,
-            "output_tokens": output_tokens, "cost_usd": cost_usd, "latency_s": round(latency_s, 4),
-            "replayed": replayed}
-
-
 _TRANSIENT = ("RateLimitError", "InternalServerError", "ServiceUnavailableError", "BadGatewayError",
               "APIConnectionError", "Timeout")
 
@@ -84,6 +77,8 @@ class LiteLLMModels:
     async def complete(self, call: ModelCall, *, address: str, step_id: str, index: int) -> dict:
         """One model call; returns the reply as plain data. Every failure is a StepError."""
         answer = self.replay.answer(address, step_id, index) if self.replay is not None else None
+        if answer is None and local.is_local(call.model):  # in process: no litellm, no server
+            return await local.complete(call)
         try:
             litellm = _litellm()
         except Exception as e:  # noqa: BLE001 - a broken install is a clear error too, not a crash

@@ -69,3 +69,25 @@ def warmed_litellm():
     except Exception:  # noqa: BLE001 - only a warm-up: the real call reports its own errors
         pass
     return litellm
+
+
+def for_mission(mission, options: dict) -> None:
+    """Start importing the client libraries a run of ``mission`` will need: litellm when a worker
+    uses a model that is not in process (``local/...``, or any model with --replay), mcp when it
+    has integrations."""
+    chosen = options.get("model") or options.get("env_model")
+    used = set()
+    for step in mission.walk():
+        if step.kind == "worker":
+            name = step.spec.get("model") or chosen
+            model = mission.default_model if name is None else mission.models.get(name)
+            used.add(model.model if model is not None else (name or ""))
+    if used and (options.get("replay") or not all(m.startswith("local/") for m in used)):
+        start("litellm", warmed_litellm)
+    if mission.integrations:
+        start("mcp", _import_mcp)
+
+
+def _import_mcp() -> None:
+    import mcp.client  # noqa: F401
+    import mcp.client.stdio  # noqa: F401

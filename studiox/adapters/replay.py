@@ -236,3 +236,11 @@ def _litellm():
     litellm.suppress_debug_info = True
     logging.getLogger("LiteLLM").setLevel(logging.ERROR)  # its warnings are not for studiox's users
     return litellm
+
+
+def reply_dict(content: str | None, tool_calls: list, *, model: str, input_tokens: int | None,
+               output_tokens: int | None, cost_usd: float | None, latency_s: float, replayed: bool = False) -> dict:
+    """A model's reply as plain data (what the journal keeps); a replayed one has no usage of its own."""
+    return {"content": content, "tool_calls": tool_calls, "model": model, "input_tokens": input_tokens,
+            "output_tokens": output_tokens, "cost_usd": cost_usd, "latency_s": round(latency_s, 4),
+            "replayed": replayed}

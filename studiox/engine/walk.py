@@ -20,6 +20,7 @@ from typing import Any
 
 from .. import expressions, secrets
 from .. import mission as missions
+from ..adapters import preload
 from ..adapters.ports import STEP_TIME_LIMIT, Ports
 from ..errors import StepError
 from ..governance import Action, needs_decision
@@ -72,7 +73,7 @@ class Run:
         self.steps_by_id = {s.id: s for s in mission.walk()}
         self.cancel_checked = -CANCEL_POLL  # (the first step looks)
         self.excluded: dict[str, float] = {}  # step address → seconds of its attempt that were not its work
-        _preload(mission)
+        preload.for_mission(mission, self.options)
 
     async def main(self) -> Outcome:
         """Walk the run to its end, or until it parks; journal how it ended."""
@@ -412,22 +413,6 @@ class Run:
             event = self.journal.note("observation", step=address, message=message, **({"data": data} if data else {}))
             self.observations.append(event)
         return emit
-
-
-def _preload(mission: Mission) -> None:
-    """Start importing the client libraries the mission will need, in the background."""
-    from ..adapters import preload
-
-    kinds = {s.kind for s in mission.walk()}
-    if "worker" in kinds:
-        preload.start("litellm", preload.warmed_litellm)
-    if mission.integrations:
-        preload.start("mcp", _import_mcp)
-
-
-def _import_mcp() -> None:
-    import mcp.client  # noqa: F401
-    import mcp.client.stdio  # noqa: F401
 
 
 def _differences(before, after, path: str = "") -> list[tuple[str, str, str]]:

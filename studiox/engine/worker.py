@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 
+from ..adapters import local
 from ..adapters.models import ModelCall
 from ..adapters.ports import ANNOUNCE
 from ..errors import StepError
@@ -92,7 +93,8 @@ class WorkerDoors:
         if hit is not None:
             reply = hit
         else:
-            await self.client_loaded()
+            if not local.is_local(call.model) or self.run.options.get("replay"):
+                await self.client_loaded()
             announced = ANNOUNCE.set(self.announce)
             try:
                 reply = await self.run.ports.models.complete(call, address=self.address, step_id=self.step.id,
