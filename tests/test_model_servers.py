@@ -96,5 +96,5 @@ def test_generated_strings_are_bounded_in_the_grammar():
     out = bounded(schema)
     assert out["properties"]["reasoning"]["maxLength"] == STRING_BOUND
     assert out["properties"]["code"]["maxLength"] == 5 and "maxLength" not in out["properties"]["kind"]
-    assert out["properties"]["lines"]["items"]["maxLength"] == STRING_BOUND
+    assert out["properties"]["lines"]["items"]["maxLength"] == STRING_BOUND and out["properties"]["lines"]["maxItems"]
     assert "maxLength" not in schema["properties"]["reasoning"]  # the mission's schema is left as it was

