@@ -116,3 +116,14 @@ def test_the_invoice_mission_runs_in_process_offline_on_the_packaged_model(studi
         answer = json.loads(call["reply"]["content"], strict=False)
         assert not list(Draft202012Validator(schemas[call["step"]]).iter_errors(answer["output"])), call
         assert call["cost_usd"] == 0 and call["reply"]["mode"] == "grammar"
+
+
+def test_an_in_process_model_needs_no_litellm(gguf, tmp_path):
+    mission = write_mission(tmp_path / "m.yaml", MISSION.replace("openai/gpt-4o-mini", "local/gemma-3-270m"))
+    code = ("import sys; from studiox.cli import main; code = main(['run', sys.argv[1], '-q']); "
+            "print('litellm imported:', 'litellm' in sys.modules); sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", code, str(mission)], capture_output=True, text=True, timeout=300,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "STUDIOX_HOME": str(tmp_path / "h"),
+                                 "STUDIOX_MODELS_DIR": str(gguf.parent)})
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]  # the model answered (in process)
+    assert "verdict: Completed" in result.stdout and "litellm imported: False" in result.stdout
