@@ -1,0 +1,198 @@
+"""A persistent full-text index of one knowledge source: SQLite FTS5 (BM25 ranking built in),
+updated incrementally, with exact filters on document metadata and citations people can read.
+
+One database per source (``INDEX.db``). ``files`` remembers each document's size, mtime and
+content hash: an update re-reads only files that are new or changed (size or mtime differ, then
+the hash says whether the content did) and drops the passages of files that are gone; a file
+renamed with the same content is re-pointed, not re-read. Passages are cut at Markdown headings
+and blank lines, up to about PASSAGE_CHARS, each with its heading path and line range, so a
+citation reads ``purchase_orders/PO-1042.md#L3-L12``. Markdown front matter (YAML between
+``---`` lines) becomes the document's metadata, filterable exactly (``where``).
+
+Tokenisation is FTS5's ``porter unicode61``: Unicode-aware, stemmed ("hotels" finds "hotel"),
+and a part number's pieces are tokens of their own ("PO-1042" finds "PO-1042", "PO 1042" and
+"1042"). A query is its tokens joined by OR, ranked by BM25.
+
+(Work in progress for the FTS5 knowledge issue: the retrieve step still uses knowledge.py.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+PASSAGE_CHARS = 800
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime REAL NOT NULL,
+                                  sha256 TEXT NOT NULL, meta TEXT NOT NULL);
+CREATE VIRTUAL TABLE IF NOT EXISTS passages USING fts5(
+    text, heading, path UNINDEXED, first_line UNINDEXED, last_line UNINDEXED, tokenize = 'porter unicode61');
+"""
+_WORD = re.compile(r"\w+", re.UNICODE)
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+
+
+@dataclass(frozen=True)
+class Piece:
+    text: str
+    heading: str
+    first_line: int
+    last_line: int
+
+
+@dataclass
+class Changes:
+    """What an update did."""
+
+    read: list[str]
+    removed: list[str]
+    moved: list[tuple[str, str]]
+    unchanged: int
+
+
+def front_matter(text: str) -> tuple[dict, str, int]:
+    """(the document's YAML front matter, its text after it, the line the text starts on)."""
+    if not text.startswith("---\n"):
+        return {}, text, 1
+    end = text.find("\n---", 4)
+    if end < 0:
+        return {}, text, 1
+    import yaml
+
+    try:
+        meta = yaml.safe_load(text[4:end]) or {}
+    except yaml.YAMLError:
+        return {}, text, 1
+    rest_start = text.find("\n", end + 4)
+    rest = "" if rest_start < 0 else text[rest_start + 1:]
+    return (meta if isinstance(meta, dict) else {}), rest, text[:rest_start + 1].count("\n") + 1
+
+
+def pieces(text: str, first_line: int = 1) -> list[Piece]:
+    """A document cut at headings and blank lines, each piece up to about PASSAGE_CHARS, with its
+    heading path and line range."""
+    found: list[Piece] = []
+    path: list[str] = []
+    block: list[str] = []
+    start = first_line
+
+    def flush(end: int) -> None:
+        body = "\n".join(block).strip()
+        if body:
+            heading = " > ".join(path)
+            last = found[-1] if found else None
+            if last and last.heading == heading and len(last.text) + len(body) < PASSAGE_CHARS:
+                found[-1] = Piece(last.text + "\n\n" + body, heading, last.first_line, end)
+            else:
+                found.append(Piece(body, heading, start, end))
+        block.clear()
+
+    for number, line in enumerate(text.split("\n"), start=first_line):
+        heading = _HEADING.match(line)
+        if heading or not line.strip():
+            flush(number - 1)
+            start = number + 1
+            if heading:
+                level = len(heading.group(1))
+                del path[level - 1:]
+                path.append(heading.group(2))
+            continue
+        if not block:
+            start = number
+        block.append(line)
+    flush(first_line + text.count("\n"))
+    return found
+
+
+class SourceIndex:
+    """The FTS5 index of one source, at ``db`` (":memory:" for a throwaway one)."""
+
+    def __init__(self, db: Path | str):
+        self.con = sqlite3.connect(str(db), isolation_level=None)
+        self.con.execute("PRAGMA journal_mode = WAL")
+        self.con.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def update(self, root: Path, files: Iterable[Path], read) -> Changes:
+        """Bring the index in line with ``files`` under ``root``; ``read(path) -> text``."""
+        known = {row[0]: row[1:] for row in self.con.execute("SELECT path, size, mtime, sha256 FROM files")}
+        seen: dict[str, tuple[int, float, str | None]] = {}
+        for path in files:
+            stat = path.stat()
+            seen[str(path.relative_to(root)) if path != root else path.name] = (stat.st_size, stat.st_mtime, None)
+        changes = Changes([], [], [], 0)
+        gone = {p: known[p] for p in known if p not in seen}
+        self.con.execute("BEGIN")
+        try:
+            for relative, (size, mtime, _) in sorted(seen.items()):
+                old = known.get(relative)
+                if old is not None and old[0] == size and old[1] == mtime:
+                    changes.unchanged += 1
+                    continue
+                full = root / relative if root.is_dir() else root
+                text = read(full)
+                digest = hashlib.sha256(text.encode()).hexdigest()
+                if old is not None and old[2] == digest:  # touched, not changed
+                    self.con.execute("UPDATE files SET size = ?, mtime = ? WHERE path = ?", (size, mtime, relative))
+                    changes.unchanged += 1
+                    continue
+                moved_from = next((p for p, row in gone.items() if row[2] == digest), None)
+                if moved_from is not None:  # renamed: the same passages, under the new name
+                    self.con.execute("UPDATE passages SET path = ? WHERE path = ?", (relative, moved_from))
+                    self.con.execute("UPDATE files SET path = ?, size = ?, mtime = ? WHERE path = ?",
+                                     (relative, size, mtime, moved_from))
+                    del gone[moved_from]
+                    changes.moved.append((moved_from, relative))
+                    continue
+                self._index(relative, text, size, mtime, digest)
+                changes.read.append(relative)
+            for relative in gone:
+                self.con.execute("DELETE FROM passages WHERE path = ?", (relative,))
+                self.con.execute("DELETE FROM files WHERE path = ?", (relative,))
+                changes.removed.append(relative)
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        return changes
+
+    def _index(self, relative: str, text: str, size: int, mtime: float, digest: str) -> None:
+        meta, body, first = front_matter(text) if relative.lower().endswith((".md", ".markdown")) else ({}, text, 1)
+        self.con.execute("DELETE FROM passages WHERE path = ?", (relative,))
+        self.con.executemany("INSERT INTO passages (text, heading, path, first_line, last_line) VALUES (?, ?, ?, ?, ?)",
+                             [(p.text, p.heading, relative, p.first_line, p.last_line) for p in pieces(body, first)])
+        self.con.execute("INSERT OR REPLACE INTO files (path, size, mtime, sha256, meta) VALUES (?, ?, ?, ?, ?)",
+                         (relative, size, mtime, digest, json.dumps(meta, default=str, ensure_ascii=False)))
+
+    def search(self, query: str, top: int, where: dict | None = None) -> list[dict]:
+        """The best passages for ``query`` (BM25), among documents whose metadata equals ``where``."""
+        words = [w.lower() for w in _WORD.findall(query)]
+        if not words:
+            return []
+        match = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+        rows = self.con.execute(
+            "SELECT p.text, p.heading, p.path, p.first_line, p.last_line, bm25(passages) AS rank, f.meta "
+            "FROM passages p JOIN files f ON f.path = p.path WHERE passages MATCH ? ORDER BY rank, p.path, "
+            "p.first_line", (match,)).fetchall()
+        hits = []
+        for text, heading, path, first, last, rank, meta in rows:
+            fields = json.loads(meta)
+            if where and any(str(fields.get(k)) != str(v) for k, v in where.items()):
+                continue
+            hits.append({"text": text, "heading": heading, "file": path, "lines": [first, last],
+                         "score": round(-rank, 4), "meta": fields})
+            if len(hits) >= top:
+                break
+        return hits
+
+    def stats(self) -> dict:
+        files = self.con.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+        passages = self.con.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
+        return {"documents": files, "passages": passages}
