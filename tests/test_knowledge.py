@@ -1,34 +1,78 @@
-"""Enterprise Knowledge (retrieve steps) and the flagship invoice mission end to end, offline."""
+"""Enterprise Knowledge through the door a retrieve step uses: ranked passages with citations
+people can read, exact filters, and an index kept in the state folder and updated incrementally."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 
-from studiox.adapters.knowledge import Index, Knowledge, passages_of
+from conftest import write_mission
 
-
-def test_documents_are_cut_into_passages_with_citations():
-    text = "# Title\n\nfirst paragraph\n\n" + ("x" * 900) + "\n\nlast"
-    passages = passages_of("docs", "a.md", text)
-    assert [p.citation for p in passages] == ["docs:a.md#1", "docs:a.md#2", "docs:a.md#3"]
-    assert passages[0].text == "# Title\n\nfirst paragraph"
+from studiox.adapters.knowledge import Knowledge
 
 
 def test_search_ranks_the_matching_document_first_and_finds_order_numbers_by_their_parts(tmp_path):
     (tmp_path / "PO-1.md").write_text("Purchase order PO-1042 for office chairs, cost centre CC-410.")
     (tmp_path / "PO-2.md").write_text("Purchase order PO-2077 for a product launch event.")
     (tmp_path / "image.png").write_bytes(b"\x89PNG\x00")
-    index = Index.build("orders", {"path": "."}, tmp_path)
-    hits = index.search("PO-1042", 3)
-    assert hits[0][0].citation == "orders:PO-1.md#1"
-    assert [p.file for p, _ in index.search("1042 chairs", 3)] == ["PO-1.md"]
-    assert index.search("nothing like this", 3) == []
+    door = Knowledge({"orders": {"path": "."}}, tmp_path)
+    hits = asyncio.run(door.search("orders", "PO-1042", 3))
+    assert hits[0]["citation"] == "orders/PO-1.md#L1" and hits[0]["lines"] == [1, 1]
+    assert [h["file"] for h in asyncio.run(door.search("orders", "1042 chairs", 1))] == ["PO-1.md"]
+    assert asyncio.run(door.search("orders", "nothing like this", 3)) == []
 
 
-def test_the_knowledge_door_searches_a_named_source(tmp_path):
+def test_the_knowledge_door_returns_text_heading_lines_and_fields(tmp_path):
     (tmp_path / "kb").mkdir()
-    (tmp_path / "kb" / "policy.txt").write_text("Meals are refunded up to 60 EUR per day.\n\nHotels up to 180 EUR.")
+    (tmp_path / "kb" / "policy.md").write_text("# Travel\n\nMeals are refunded up to 60 EUR per day.\n\n"
+                                               "## Hotels\n\nHotels up to 180 EUR a night.\n")
+    (tmp_path / "kb" / "rates.csv").write_text("city,hotel_limit\nZürich,220\nBerlin,150\n")
     door = Knowledge({"policy": {"path": "kb"}}, tmp_path)
-    hits = asyncio.run(door.search("policy", "hotel limit", 1))
-    assert hits == [{"citation": "policy:policy.txt#1", "source": "policy", "file": "policy.txt", "passage": 1,
-                     "score": hits[0]["score"], "text": "Meals are refunded up to 60 EUR per day.\n\nHotels up to 180 EUR."}]
+    (hit,) = asyncio.run(door.search("policy", "hotel limit night", 1))
+    assert hit == {"citation": "policy/policy.md#L7", "source": "policy", "file": "policy.md",
+                   "heading": "Travel > Hotels", "lines": [7, 7], "score": hit["score"],
+                   "text": "Hotels up to 180 EUR a night."}
+    (row,) = asyncio.run(door.search("policy", "hotel limit", 1, {"city": "Zürich"}))
+    assert row["fields"] == {"city": "Zürich", "hotel_limit": "220"} and row["citation"] == "policy/rates.csv#L2"
+
+
+def test_a_retrieve_step_filters_exactly_and_the_index_is_kept_and_updated_between_runs(studiox, tmp_path):
+    sx = studiox
+    orders = tmp_path / "orders"
+    orders.mkdir()
+    for number, item in (("PO-1042", "office chairs"), ("PO-2077", "office desks")):
+        (orders / f"{number}.md").write_text(f"---\npo_number: {number}\n---\n# {number}\n\nOrder for {item}.\n")
+    mission = write_mission(tmp_path / "m.yaml", (
+        "mission: kb\ninputs: {po: {type: string}}\nknowledge: {orders: {path: orders}}\nsteps:\n"
+        "  - id: find\n    retrieve: {from: orders, query: office order, where: {po_number: '${{ inputs.po }}'}}\n"))
+    first = sx("run", mission, "--input", "po=PO-2077", "--json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    run_id = json.loads(first.stdout)["run"]
+    (passage,) = sx.state(run_id)["steps"][0]["output"]["passages"]
+    assert passage["citation"] == "orders/PO-2077.md#L6" and passage["text"] == "Order for office desks."
+    assert len(list((sx.home / "knowledge").glob("orders-*.db"))) == 1  # kept in the state folder
+    (orders / "PO-2077.md").write_text("---\npo_number: PO-2077\n---\n# PO-2077\n\nOrder for standing desks.\n")
+    again = sx("run", mission, "--input", "po=PO-2077", "--json")
+    (changed,) = sx.state(json.loads(again.stdout)["run"])["steps"][0]["output"]["passages"]
+    assert changed["text"] == "Order for standing desks."
+    # the first run still shows what it used then: the journal keeps the passage, not a pointer
+    assert sx.state(run_id)["steps"][0]["output"]["passages"][0]["text"] == "Order for office desks."
+    none = sx("run", mission, "--input", "po=PO-9999")
+    assert none.returncode == 0 and "no passage in 'orders' matches 'office order' where po_number = PO-9999" in none.stdout
+
+
+def test_a_corrupt_index_is_rebuilt_with_a_warning_never_trusted(studiox, tmp_path):
+    sx = studiox
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / "a.md").write_text("Hotels up to 180 EUR.\n")
+    mission = write_mission(tmp_path / "m.yaml", "mission: kb\nknowledge: {kb: {path: kb}}\nsteps:\n"
+                            "  - {id: find, retrieve: {from: kb, query: hotel}}\n")
+    assert sx("run", mission).returncode == 0
+    (db,) = (sx.home / "knowledge").glob("kb-*.db")
+    for extra in db.parent.glob(db.name + "-*"):
+        extra.unlink()
+    db.write_bytes(b"not a database" * 100)
+    result = sx("run", mission)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the index of 'kb' was unreadable" in result.stdout and "was rebuilt from its documents" in result.stdout
+    assert "kb/a.md#L1" in result.stdout

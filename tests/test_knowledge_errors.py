@@ -39,7 +39,7 @@ def test_a_document_that_is_not_utf8_is_named_not_silently_left_out(tmp_path):
 
 def test_a_single_file_source_is_read_whatever_its_suffix(tmp_path):
     (tmp_path / "notes.log").write_text("Hotels up to 180 EUR.")
-    assert [hit["citation"] for hit in _search({"kb": {"path": "notes.log"}}, tmp_path)] == ["kb:notes.log#1"]
+    assert [hit["citation"] for hit in _search({"kb": {"path": "notes.log"}}, tmp_path)] == ["kb/notes.log#L1"]
 
 
 def test_a_document_that_cannot_be_read_is_named(tmp_path, monkeypatch):
@@ -81,7 +81,7 @@ def test_anything_else_going_wrong_below_the_door_is_a_knowledge_error(tmp_path,
     def broken(*args, **kwargs):
         raise RuntimeError("something odd")
 
-    monkeypatch.setattr("studiox.adapters.knowledge.passages_of", broken)
+    monkeypatch.setattr("studiox.adapters.knowledge_index.pieces", broken)
     error = _failure({"kb": {"path": "kb"}}, tmp_path)
     assert error.message == "the knowledge source 'kb' could not be searched (RuntimeError: something odd)"
 
@@ -108,4 +108,4 @@ def test_the_cli_fails_a_bad_document_with_exit_1_and_resume_retry_works_once_fi
     bad.write_text("Hotels up to 180 EUR.", encoding="utf-8")
     done = studiox("resume", run_id, "--retry", timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert studiox.state(run_id)["steps"][0]["output"]["citations"] == ["kb:policy.md#1"]
+    assert studiox.state(run_id)["steps"][0]["output"]["citations"] == ["kb/policy.md#L1"]

@@ -1,9 +1,10 @@
 """Enterprise Knowledge: search a mission's document sources, with citations.
 
-A source is a folder (or one file) of text documents. Documents are cut into passages at blank
-lines (joined up to about 800 characters) and ranked with BM25, the classic lexical ranking:
-no model, no network, the same answer every time, which a durable engine needs. Each passage
-carries a citation (``source:file#passage``) that the Observations rail and the verdict can show.
+A source is a folder (or one file) of documents, indexed in SQLite FTS5 (knowledge_index.py):
+kept in the state folder and brought up to date incrementally on a run's first search, ranked
+with BM25 (no model, no network, the same answer every time, which a durable engine needs).
+Each passage carries a citation people can read (``source/file#L3-L12``), its heading and its
+text, and can be filtered exactly on its document's metadata (``where``).
 
 The knowledge door is a border: a document that cannot be read or is not UTF-8 text, a missing
 folder, an unusable glob, or anything else that goes wrong below it is a step error of kind
@@ -12,105 +13,37 @@ folder, an unusable glob, or anything else that goes wrong below it is a step er
 
 from __future__ import annotations
 
-import math
-import re
-from collections import Counter
-from dataclasses import dataclass
+import hashlib
+import sqlite3
 from pathlib import Path
 
 from ..errors import StepError
+from .knowledge_index import Changes, SourceIndex
 
-TEXT_SUFFIXES = {".md", ".txt", ".rst", ".csv", ".json", ".yaml", ".yml", ".html", ".xml"}
-PASSAGE_CHARS = 800
-_WORD = re.compile(r"[\w-]+", re.UNICODE)
-K1, B = 1.5, 0.75
-
-
-@dataclass(frozen=True)
-class Passage:
-    source: str
-    file: str
-    number: int
-    text: str
-
-    @property
-    def citation(self) -> str:
-        return f"{self.source}:{self.file}#{self.number}"
+TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst", ".csv", ".json", ".jsonl", ".yaml", ".yml", ".html", ".htm",
+                 ".xml"}
 
 
-def _stem(word: str) -> str:
-    """A very light stemmer: plurals match their singular ("hotels" finds "hotel")."""
-    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
-    return word
+def citation(source: str, file: str, lines: list[int]) -> str:
+    """``purchase_orders/PO-1042.md#L3-L12``: which source, file and lines a passage is."""
+    first, last = lines
+    return f"{source}/{file}#L{first}" + (f"-L{last}" if last != first else "")
 
 
-def _tokens(text: str) -> list[str]:
-    words = [_stem(w.lower()) for w in _WORD.findall(text)]
-    # "PO-1042" should match "PO-1042", "po 1042" and "1042": keep the word and its parts
-    return words + [part for w in words if "-" in w for part in w.split("-") if part]
-
-
-def passages_of(source: str, file: str, text: str) -> list[Passage]:
-    """A document cut into passages at blank lines, each up to about PASSAGE_CHARS."""
-    blocks = [b.strip() for b in re.split(r"\n\s*\n", text) if b.strip()]
-    merged: list[str] = []
-    for block in blocks:
-        if merged and len(merged[-1]) + len(block) < PASSAGE_CHARS:
-            merged[-1] += "\n\n" + block
-        else:
-            merged.append(block)
-    return [Passage(source, file, i + 1, t) for i, t in enumerate(merged)]
-
-
-class Index:
-    """A BM25 index over every passage of one knowledge source."""
-
-    def __init__(self, passages: list[Passage]):
-        self.passages = passages
-        self.terms = [Counter(_tokens(p.text)) for p in passages]
-        self.lengths = [sum(t.values()) for t in self.terms]
-        self.average = (sum(self.lengths) / len(self.lengths)) if self.lengths else 0.0
-        frequency: Counter = Counter()
-        for terms in self.terms:
-            frequency.update(terms.keys())
-        n = len(passages)
-        self.idf = {t: math.log(1 + (n - df + 0.5) / (df + 0.5)) for t, df in frequency.items()}
-
-    @classmethod
-    def build(cls, name: str, spec: dict, base_dir: Path) -> Index:
-        """Index every document of a source: one file, or the files of a folder (text suffixes, or its glob)."""
-        root = (base_dir / spec["path"]).resolve()
-        if not root.exists():
-            raise StepError("knowledge", f"the knowledge source '{name}' points to {root}, which does not exist")
-        if root.is_file():
-            files = [root]  # named on purpose: read whatever its suffix
-        else:
-            pattern = spec.get("glob")
-            try:
-                found = sorted(p for p in root.glob("**/*" if pattern is None else pattern) if p.is_file())
-            except (ValueError, NotImplementedError) as e:  # an empty or absolute pattern
-                raise StepError("knowledge", f"the knowledge source '{name}' cannot use the glob '{pattern}': {e}; "
-                                "give a pattern relative to its folder, such as '**/*.md'") from None
-            files = found if pattern is not None else [p for p in found if p.suffix.lower() in TEXT_SUFFIXES]
-        passages: list[Passage] = []
-        for path in files:
-            relative = path.name if root.is_file() else str(path.relative_to(root))
-            passages += passages_of(name, relative, _read(name, relative, path))
-        return cls(passages)
-
-    def search(self, query: str, top: int) -> list[tuple[Passage, float]]:
-        wanted = set(_tokens(query))
-        scored = []
-        for passage, terms, length in zip(self.passages, self.terms, self.lengths, strict=True):
-            score = 0.0
-            for term in wanted & terms.keys():
-                tf = terms[term]
-                score += self.idf[term] * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / (self.average or 1)))
-            if score > 0:
-                scored.append((passage, round(score, 4)))
-        scored.sort(key=lambda pair: (-pair[1], pair[0].citation))
-        return scored[:top]
+def files_of(name: str, spec: dict, base_dir: Path) -> tuple[Path, list[Path]]:
+    """A source's root and its documents: one file, or the files of a folder (text suffixes, or its glob)."""
+    root = (base_dir / spec["path"]).resolve()
+    if not root.exists():
+        raise StepError("knowledge", f"the knowledge source '{name}' points to {root}, which does not exist")
+    if root.is_file():
+        return root, [root]  # named on purpose: read whatever its suffix
+    pattern = spec.get("glob")
+    try:
+        found = sorted(p for p in root.glob("**/*" if pattern is None else pattern) if p.is_file())
+    except (ValueError, NotImplementedError) as e:  # an empty or absolute pattern
+        raise StepError("knowledge", f"the knowledge source '{name}' cannot use the glob '{pattern}': {e}; "
+                        "give a pattern relative to its folder, such as '**/*.md'") from None
+    return root, (found if pattern is not None else [p for p in found if p.suffix.lower() in TEXT_SUFFIXES])
 
 
 def _read(source: str, relative: str, path: Path) -> str:
@@ -130,21 +63,54 @@ def _read(source: str, relative: str, path: Path) -> str:
 
 
 class Knowledge:
-    """The knowledge door: one index per source, built on first use in a run."""
+    """The knowledge door: one persistent index per source (in ``index_dir``, or in memory),
+    brought up to date on its first search in a run."""
 
-    def __init__(self, sources: dict, base_dir: Path):
+    def __init__(self, sources: dict, base_dir: Path, index_dir: Path | None = None):
         self.sources = sources
         self.base_dir = base_dir
-        self.indexes: dict[str, Index] = {}
+        self.index_dir = index_dir
+        self.indexes: dict[str, SourceIndex] = {}
+        self.notes: list[str] = []  # what a search has to say besides its passages (a rebuilt index)
 
-    async def search(self, source: str, query: str, top: int) -> list[dict]:
+    def index_path(self, source: str) -> Path | str:
+        if self.index_dir is None:
+            return ":memory:"
+        spec = self.sources[source]
+        where = f"{(self.base_dir / spec['path']).resolve()}|{spec.get('glob') or ''}"
+        return self.index_dir / f"{source}-{hashlib.sha256(where.encode()).hexdigest()[:12]}.db"
+
+    def index(self, source: str) -> tuple[SourceIndex, Changes]:
+        """The source's index, updated: only new, changed or deleted files are read."""
+        root, files = files_of(source, self.sources[source], self.base_dir)
+        path = self.index_path(source)
+        if isinstance(path, Path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            index = SourceIndex(path)
+            changes = index.update(root, files, lambda full: _read(source, _relative(root, full), full))
+        except sqlite3.DatabaseError as e:  # a corrupt index is never trusted: made again from the documents
+            assert isinstance(path, Path)
+            for leftover in path.parent.glob(path.name + "*"):
+                leftover.unlink()
+            self.notes.append(f"the index of '{source}' was unreadable ({e}) and was rebuilt from its documents")
+            index = SourceIndex(path)
+            changes = index.update(root, files, lambda full: _read(source, _relative(root, full), full))
+        return index, changes
+
+    def close(self) -> None:
+        for index in self.indexes.values():
+            index.close()
+        self.indexes.clear()
+
+    async def search(self, source: str, query: str, top: int, where: dict | None = None) -> list[dict]:
         """The passages of a source that best answer a query; every failure is a StepError."""
         if source not in self.sources:
             raise StepError("knowledge", f"there is no knowledge source '{source}'")
         try:
             if source not in self.indexes:
-                self.indexes[source] = Index.build(source, self.sources[source], self.base_dir)
-            hits = self.indexes[source].search(query, top)
+                self.indexes[source] = self.index(source)[0]
+            hits = self.indexes[source].search(query, top, where)
         except StepError:
             raise
         except OSError as e:  # the folder itself, or one below it, cannot be listed
@@ -153,5 +119,10 @@ class Knowledge:
         except Exception as e:  # noqa: BLE001 - the border: nothing raised below it reaches the engine
             raise StepError("knowledge", f"the knowledge source '{source}' could not be searched "
                             f"({type(e).__name__}: {e})") from None
-        return [{"citation": p.citation, "source": p.source, "file": p.file, "passage": p.number, "score": score,
-                 "text": p.text} for p, score in hits]
+        return [{"citation": citation(source, h["file"], h["lines"]), "source": source, "file": h["file"],
+                 "heading": h["heading"], "lines": h["lines"], "score": h["score"], "text": h["text"],
+                 **({"fields": h["meta"]} if h["meta"] else {})} for h in hits]
+
+
+def _relative(root: Path, full: Path) -> str:
+    return full.name if root.is_file() else str(full.relative_to(root))

@@ -31,7 +31,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime REAL NOT NULL,
                                   sha256 TEXT NOT NULL, meta TEXT NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS passages USING fts5(
-    text, heading, path UNINDEXED, first_line UNINDEXED, last_line UNINDEXED, tokenize = 'porter unicode61');
+    text, heading, path UNINDEXED, first_line UNINDEXED, last_line UNINDEXED, meta UNINDEXED,
+    tokenize = 'porter unicode61');
 """
 _WORD = re.compile(r"\w+", re.UNICODE)
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -109,6 +110,62 @@ def pieces(text: str, first_line: int = 1) -> list[Piece]:
     return found
 
 
+def records(suffix: str, text: str) -> list[tuple[Piece, dict]]:
+    """CSV rows and JSON/JSONL objects: one passage each, its fields kept as metadata."""
+    found: list[tuple[Piece, dict]] = []
+    if suffix == ".csv":
+        import csv
+        import io
+
+        for number, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+            fields = {k: v for k, v in row.items() if k is not None}
+            found.append((Piece("; ".join(f"{k}: {v}" for k, v in fields.items()), "", number, number), fields))
+        return found
+    if suffix == ".jsonl":
+        items = [(n, json.loads(line)) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
+    else:
+        data = json.loads(text)
+        items = [(1, item) for item in (data if isinstance(data, list) else [data])]
+    for number, item in items:
+        fields = item if isinstance(item, dict) else {"value": item}
+        found.append((Piece("; ".join(f"{k}: {json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v}"
+                                     for k, v in fields.items()), "", number, number), fields))
+    return found
+
+
+def html_text(markup: str) -> str:
+    """An HTML document's text (no markup, scripts or styles), one block per line."""
+    from html.parser import HTMLParser
+
+    class Text(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.parts: list[str] = []
+            self.skip = 0
+
+        def handle_starttag(self, tag, attrs):
+            if tag in ("script", "style"):
+                self.skip += 1
+            if tag in ("p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6"):
+                self.parts.append("\n\n" if tag.startswith("h") or tag == "p" else "\n")
+            if tag.startswith("h") and tag[1:].isdigit():
+                self.parts.append("#" * int(tag[1:]) + " ")
+
+        def handle_endtag(self, tag):
+            if tag in ("script", "style"):
+                self.skip -= 1
+            if tag.startswith("h") and tag[1:].isdigit():
+                self.parts.append("\n\n")
+
+        def handle_data(self, data):
+            if not self.skip:
+                self.parts.append(data)
+
+    parser = Text()
+    parser.feed(markup)
+    return re.sub(r"\n{3,}", "\n\n", "".join(parser.parts)).strip() + "\n"
+
+
 class SourceIndex:
     """The FTS5 index of one source, at ``db`` (":memory:" for a throwaway one)."""
 
@@ -164,10 +221,22 @@ class SourceIndex:
         return changes
 
     def _index(self, relative: str, text: str, size: int, mtime: float, digest: str) -> None:
-        meta, body, first = front_matter(text) if relative.lower().endswith((".md", ".markdown")) else ({}, text, 1)
+        suffix = Path(relative).suffix.lower()
+        meta: dict = {}
+        if suffix in (".csv", ".json", ".jsonl"):
+            found = records(suffix, text)
+        else:
+            first = 1
+            if suffix in (".md", ".markdown"):
+                meta, text, first = front_matter(text)
+            elif suffix in (".html", ".htm"):
+                text = html_text(text)
+            found = [(p, {}) for p in pieces(text, first)]
         self.con.execute("DELETE FROM passages WHERE path = ?", (relative,))
-        self.con.executemany("INSERT INTO passages (text, heading, path, first_line, last_line) VALUES (?, ?, ?, ?, ?)",
-                             [(p.text, p.heading, relative, p.first_line, p.last_line) for p in pieces(body, first)])
+        self.con.executemany(
+            "INSERT INTO passages (text, heading, path, first_line, last_line, meta) VALUES (?, ?, ?, ?, ?, ?)",
+            [(p.text, p.heading, relative, p.first_line, p.last_line,
+              json.dumps(fields, default=str, ensure_ascii=False)) for p, fields in found])
         self.con.execute("INSERT OR REPLACE INTO files (path, size, mtime, sha256, meta) VALUES (?, ?, ?, ?, ?)",
                          (relative, size, mtime, digest, json.dumps(meta, default=str, ensure_ascii=False)))
 
@@ -178,12 +247,12 @@ class SourceIndex:
             return []
         match = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
         rows = self.con.execute(
-            "SELECT p.text, p.heading, p.path, p.first_line, p.last_line, bm25(passages) AS rank, f.meta "
+            "SELECT p.text, p.heading, p.path, p.first_line, p.last_line, bm25(passages) AS rank, f.meta, p.meta "
             "FROM passages p JOIN files f ON f.path = p.path WHERE passages MATCH ? ORDER BY rank, p.path, "
             "p.first_line", (match,)).fetchall()
         hits = []
-        for text, heading, path, first, last, rank, meta in rows:
-            fields = json.loads(meta)
+        for text, heading, path, first, last, rank, meta, own in rows:
+            fields = {**json.loads(meta), **json.loads(own or "{}")}  # a record's fields, over its file's
             if where and any(str(fields.get(k)) != str(v) for k, v in where.items()):
                 continue
             hits.append({"text": text, "heading": heading, "file": path, "lines": [first, last],

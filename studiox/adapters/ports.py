@@ -31,7 +31,7 @@ class ModelsDoor(Protocol):
 
 
 class KnowledgeDoor(Protocol):
-    async def search(self, source: str, query: str, top: int) -> list[dict]: ...
+    async def search(self, source: str, query: str, top: int, where: dict | None = None) -> list[dict]: ...
 
 
 class NoIntegrations:
@@ -58,7 +58,7 @@ class NoModels:
 class NoKnowledge:
     """The knowledge door of an engine built without one."""
 
-    async def search(self, source: str, query: str, top: int) -> list[dict]:
+    async def search(self, source: str, query: str, top: int, where: dict | None = None) -> list[dict]:
         raise StepError("knowledge", "no knowledge door was given to this engine")
 
 
@@ -70,3 +70,6 @@ class Ports:
 
     async def close(self) -> None:
         await self.tools.close()
+        closing = getattr(self.knowledge, "close", None)  # (a knowledge door holding open indexes)
+        if closing is not None:
+            closing()

@@ -210,7 +210,7 @@ class Engine:
         replay = Replay.load(options["replay"]) if options.get("replay") else None
         return Ports(tools=MCPTools(mission.integrations, mission.base_dir, log_dir),
                      models=LiteLLMModels(replay, sleep=self.sleep),
-                     knowledge=Knowledge(mission.knowledge, mission.base_dir))
+                     knowledge=Knowledge(mission.knowledge, mission.base_dir, self.store.home / "knowledge"))
 
     def _journal(self, run_id: str) -> Journal:
         return Journal(self.store, run_id, clock=self.clock, after_append=self._after_append)

@@ -14,11 +14,20 @@ async def execute(step: Step, ctx: StepContext) -> Any:
     query = ctx.render(spec["query"])
     if not isinstance(query, str) or not query.strip():
         raise StepError("expression", f"the query must be text, not {query!r}")
-    passages = await ctx.ports.knowledge.search(spec["from"], query, spec.get("top", 3))
+    where = ctx.render(spec.get("where")) or None
+    if where is not None and not isinstance(where, dict):
+        raise StepError("expression", f"where must be a mapping of fields to values, not {where!r}")
+    knowledge = ctx.ports.knowledge
+    passages = await knowledge.search(spec["from"], query, spec.get("top", 3), where) if where else \
+        await knowledge.search(spec["from"], query, spec.get("top", 3))
+    for note in getattr(knowledge, "notes", [])[:]:
+        ctx.emit(note)
+        knowledge.notes.remove(note)
+    filtered = f" where {', '.join(f'{k} = {v}' for k, v in where.items())}" if where else ""
     if passages:
-        ctx.emit(f"found {len(passages)} passage(s) for '{query}': " + ", ".join(p["citation"] for p in passages),
-                 citations=[p["citation"] for p in passages])
+        ctx.emit(f"found {len(passages)} passage(s) for '{query}'{filtered}: "
+                 + ", ".join(p["citation"] for p in passages), citations=[p["citation"] for p in passages])
     else:
-        ctx.emit(f"nothing in '{spec['from']}' matches '{query}'")
+        ctx.emit(f"no passage in '{spec['from']}' matches '{query}'{filtered}")
     return {"query": query, "passages": passages, "citations": [p["citation"] for p in passages],
             "text": "\n\n".join(f"[{p['citation']}]\n{p['text']}" for p in passages)}
