@@ -76,3 +76,23 @@ def test_a_corrupt_index_is_rebuilt_with_a_warning_never_trusted(studiox, tmp_pa
     assert result.returncode == 0, result.stdout + result.stderr
     assert "the index of 'kb' was unreadable" in result.stdout and "was rebuilt from its documents" in result.stdout
     assert "kb/a.md#L1" in result.stdout
+
+
+def test_a_run_resumed_after_its_documents_changed_still_shows_the_passages_it_used(studiox, tmp_path):
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / "policy.md").write_text("# Hotels\n\nHotels up to 180 EUR a night.\n")
+    mission = write_mission(tmp_path / "m.yaml", (
+        "mission: kb\nknowledge: {kb: {path: kb}}\nsteps:\n  - {id: find, retrieve: {from: kb, query: hotel}}\n"
+        "  - id: ok\n    set: {limit: '${{ steps.find.output.passages[0].text }}'}\n"
+        "    approval: {required: true}\n"
+        "verdict: {choices: [Done], value: Done, note: '${{ steps.ok.output.limit }}'}\n"))
+    parked = studiox("run", mission, "--no-input")
+    assert parked.returncode == 3, parked.stdout + parked.stderr
+    run_id = parked.stdout.split()[1]
+    (tmp_path / "kb" / "policy.md").write_text("# Hotels\n\nHotels up to 250 EUR a night.\n")
+    decision = json.loads(studiox("decisions", "--json").stdout)[0]["id"]
+    resumed = studiox("approve", decision, "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.stdout.splitlines()[-1] == "verdict: Done — Hotels up to 180 EUR a night."
+    shown = json.loads(studiox("show", run_id, "--step", "find", "--json").stdout)["steps"][0]
+    assert shown["output"]["passages"][0]["text"] == "Hotels up to 180 EUR a night."
