@@ -96,3 +96,35 @@ def test_a_run_resumed_after_its_documents_changed_still_shows_the_passages_it_u
     assert resumed.stdout.splitlines()[-1] == "verdict: Done — Hotels up to 180 EUR a night."
     shown = json.loads(studiox("show", run_id, "--step", "find", "--json").stdout)["steps"][0]
     assert shown["output"]["passages"][0]["text"] == "Hotels up to 180 EUR a night."
+
+
+def _pdf(lines: list[str]) -> bytes:
+    """A one-page PDF with these lines of text (Helvetica), written by hand."""
+    content = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(f"({line}) '" for line in lines) + " ET"
+    objects = ["<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+               "/Resources << /Font << /F1 5 0 R >> >> >>",
+               f"<< /Length {len(content)} >>\nstream\n{content}\nendstream",
+               "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    out, offsets = "%PDF-1.4\n", []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n{body}\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n" + "".join(f"{o:010d} 00000 n \n" for o in offsets)
+    return (out + f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n").encode()
+
+
+def test_a_pdf_is_searched_by_its_text_and_a_broken_one_is_named(tmp_path):
+    import pytest
+
+    from studiox.steps import StepError
+
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / "policy.pdf").write_bytes(_pdf(["Travel policy", "Hotels up to 180 EUR a night."]))
+    door = Knowledge({"kb": {"path": "kb"}}, tmp_path)
+    (hit,) = asyncio.run(door.search("kb", "hotels", 1))
+    assert hit["file"] == "policy.pdf" and "Hotels up to 180 EUR a night." in hit["text"]
+    (tmp_path / "kb" / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    with pytest.raises(StepError, match="cannot read the PDF broken.pdf"):
+        asyncio.run(Knowledge({"kb": {"path": "kb"}}, tmp_path).search("kb", "hotels", 1))

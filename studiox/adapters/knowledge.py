@@ -43,7 +43,8 @@ def files_of(name: str, spec: dict, base_dir: Path) -> tuple[Path, list[Path]]:
     except (ValueError, NotImplementedError) as e:  # an empty or absolute pattern
         raise StepError("knowledge", f"the knowledge source '{name}' cannot use the glob '{pattern}': {e}; "
                         "give a pattern relative to its folder, such as '**/*.md'") from None
-    return root, (found if pattern is not None else [p for p in found if p.suffix.lower() in TEXT_SUFFIXES])
+    suffixes = TEXT_SUFFIXES | ({".pdf"} if _pdf_reader() else set())  # PDFs when pypdf can read them
+    return root, (found if pattern is not None else [p for p in found if p.suffix.lower() in suffixes])
 
 
 def _read(source: str, relative: str, path: Path) -> str:
@@ -53,6 +54,8 @@ def _read(source: str, relative: str, path: Path) -> str:
     except OSError as e:
         raise StepError("knowledge", f"the knowledge source '{source}' cannot read {relative}: "
                         f"{e.strerror or e}") from None
+    if path.suffix.lower() == ".pdf":
+        return _pdf_text(source, relative, raw)
     try:
         return raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:
@@ -60,6 +63,29 @@ def _read(source: str, relative: str, path: Path) -> str:
         raise StepError("knowledge", f"the knowledge source '{source}' cannot use {relative}: it is not UTF-8 text "
                         f"(byte 0x{raw[e.start]:02x} on line {line}); save it as UTF-8, or choose the documents "
                         "with a glob that leaves it out") from None
+
+
+def _pdf_text(source: str, relative: str, raw: bytes) -> str:
+    """A PDF's text, page after page (a blank line between pages), through the optional pypdf."""
+    try:
+        import pypdf
+    except ImportError:
+        raise StepError("knowledge", f"the knowledge source '{source}' has the PDF {relative}, and reading PDFs needs "
+                        "pypdf: pip install 'studiox[pdf]' (or leave PDFs out with a glob)") from None
+    import io
+
+    try:
+        pages = pypdf.PdfReader(io.BytesIO(raw)).pages
+        return "\n\n".join((page.extract_text() or "").strip() for page in pages) + "\n"
+    except Exception as e:  # noqa: BLE001 - a broken PDF is named, like any unreadable document
+        raise StepError("knowledge", f"the knowledge source '{source}' cannot read the PDF {relative}: "
+                        f"{type(e).__name__}: {e}") from None
+
+
+def _pdf_reader() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pypdf") is not None
 
 
 class Knowledge:
