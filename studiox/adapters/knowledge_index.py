@@ -27,12 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PASSAGE_CHARS = 800
+INDEX_FORMAT = 2  # an index of another format is rebuilt from the documents
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime REAL NOT NULL,
                                   sha256 TEXT NOT NULL, meta TEXT NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS passages USING fts5(
     text, heading, path UNINDEXED, first_line UNINDEXED, last_line UNINDEXED, meta UNINDEXED,
     tokenize = 'porter unicode61');
+CREATE TABLE IF NOT EXISTS owners (passage INTEGER PRIMARY KEY, path TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS owners_by_path ON owners (path);
 """
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SIMPLE = re.compile(r"^(?P<key>[A-Za-z_][\w-]*):[ \t]+(?P<value>[^\[\]{}#&*!|>'\"%@`,][^#]*?)\s*$")
@@ -178,7 +181,11 @@ class SourceIndex:
     def __init__(self, db: Path | str):
         self.con = sqlite3.connect(str(db), isolation_level=None)
         self.con.execute("PRAGMA journal_mode = WAL")
-        self.con.executescript(SCHEMA)
+        if self.con.execute("PRAGMA user_version").fetchone()[0] != INDEX_FORMAT:  # older or new: made afresh
+            self.con.executescript("DROP TABLE IF EXISTS passages; DROP TABLE IF EXISTS files; "
+                                   "DROP TABLE IF EXISTS owners;")
+            self.con.executescript(SCHEMA)
+            self.con.execute(f"PRAGMA user_version = {INDEX_FORMAT}")
 
     def close(self) -> None:
         self.con.close()
@@ -208,7 +215,9 @@ class SourceIndex:
                     continue
                 moved_from = next((p for p, row in gone.items() if row[2] == digest), None)
                 if moved_from is not None:  # renamed: the same passages, under the new name
-                    self.con.execute("UPDATE passages SET path = ? WHERE path = ?", (relative, moved_from))
+                    self.con.execute("UPDATE passages SET path = ? WHERE rowid IN (SELECT passage FROM owners WHERE "
+                                     "path = ?)", (relative, moved_from))
+                    self.con.execute("UPDATE owners SET path = ? WHERE path = ?", (relative, moved_from))
                     self.con.execute("UPDATE files SET path = ?, size = ?, mtime = ? WHERE path = ?",
                                      (relative, size, mtime, moved_from))
                     del gone[moved_from]
@@ -217,7 +226,7 @@ class SourceIndex:
                 self._index(relative, text, size, mtime, digest, replacing=old is not None)
                 changes.read.append(relative)
             for relative in gone:
-                self.con.execute("DELETE FROM passages WHERE path = ?", (relative,))
+                self._drop(relative)
                 self.con.execute("DELETE FROM files WHERE path = ?", (relative,))
                 changes.removed.append(relative)
             self.con.execute("COMMIT")
@@ -225,6 +234,11 @@ class SourceIndex:
             self.con.execute("ROLLBACK")
             raise
         return changes
+
+    def _drop(self, relative: str) -> None:
+        """Remove a document's passages, found by the owners table (an FTS5 column cannot be indexed)."""
+        self.con.execute("DELETE FROM passages WHERE rowid IN (SELECT passage FROM owners WHERE path = ?)", (relative,))
+        self.con.execute("DELETE FROM owners WHERE path = ?", (relative,))
 
     def _index(self, relative: str, text: str, size: int, mtime: float, digest: str, *, replacing: bool) -> None:
         suffix = Path(relative).suffix.lower()
@@ -238,12 +252,14 @@ class SourceIndex:
             elif suffix in (".html", ".htm"):
                 text = html_text(text)
             found = [(p, {}) for p in pieces(text, first)]
-        if replacing:  # (a scan of the table: only for a document that changed, never for a new one)
-            self.con.execute("DELETE FROM passages WHERE path = ?", (relative,))
-        self.con.executemany(
-            "INSERT INTO passages (text, heading, path, first_line, last_line, meta) VALUES (?, ?, ?, ?, ?, ?)",
-            [(p.text, p.heading, relative, p.first_line, p.last_line,
-              json.dumps(fields, default=str, ensure_ascii=False)) for p, fields in found])
+        if replacing:
+            self._drop(relative)
+        for piece, fields in found:
+            cursor = self.con.execute(
+                "INSERT INTO passages (text, heading, path, first_line, last_line, meta) VALUES (?, ?, ?, ?, ?, ?)",
+                (piece.text, piece.heading, relative, piece.first_line, piece.last_line,
+                 json.dumps(fields, default=str, ensure_ascii=False)))
+            self.con.execute("INSERT INTO owners (passage, path) VALUES (?, ?)", (cursor.lastrowid, relative))
         self.con.execute("INSERT OR REPLACE INTO files (path, size, mtime, sha256, meta) VALUES (?, ?, ?, ?, ?)",
                          (relative, size, mtime, digest, json.dumps(meta, default=str, ensure_ascii=False)))
 
