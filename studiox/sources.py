@@ -22,13 +22,14 @@ def _names(mission, source: str | None) -> list[str]:
     return [source]
 
 
-def index(mission, home: Path, source: str | None = None) -> list[dict]:
-    """Bring each source's index up to date; what each update did."""
+def index(mission, home: Path, source: str | None = None, progress=None) -> list[dict]:
+    """Bring each source's index up to date; what each update did (``progress(source, done, total)``)."""
     knowledge = door(mission, home)
     done = []
     try:
         for name in _names(mission, source):
-            found, changes = _step(knowledge.index, name)
+            told = (lambda done, total, name=name: progress(name, done, total)) if progress else None
+            found, changes = _step(knowledge.index, name, told)
             done.append({"source": name, **found.stats(), "read": changes.read, "removed": changes.removed,
                          "moved": changes.moved, "unchanged": changes.unchanged, "notes": list(knowledge.notes)})
             found.close()

@@ -45,3 +45,19 @@ def test_bad_citations_and_unknown_sources_are_usage_errors(studiox, tmp_path):
     assert wrong.returncode == 2 and "write it as SOURCE/FILE#L3-L12" in wrong.stderr
     unknown = studiox("knowledge", "search", mission, "doc", "hotel")
     assert unknown.returncode == 2 and "did you mean 'docs'" in unknown.stderr
+
+
+def test_index_shows_a_progress_bar_at_a_terminal(studiox, tmp_path):
+    from support.terminal import Terminal
+
+    mission, docs = _mission(tmp_path)
+    for i in range(300):
+        (docs / f"note{i:03d}.md").write_text(f"# Note {i}\n\nHotel number {i}.\n")
+    terminal = Terminal(studiox.argv("knowledge", "index", mission), studiox.env(COLUMNS="100"))
+    try:
+        screen = terminal.expect("docs: 302 documents", timeout=60)
+        assert "indexing docs" in screen  # the bar, before the summary
+        assert terminal.wait(30) == 0
+    finally:
+        if terminal.proc.poll() is None:
+            terminal.proc.kill()

@@ -106,15 +106,15 @@ class Knowledge:
         where = f"{(self.base_dir / spec['path']).resolve()}|{spec.get('glob') or ''}"
         return self.index_dir / f"{source}-{hashlib.sha256(where.encode()).hexdigest()[:12]}.db"
 
-    def index(self, source: str) -> tuple[SourceIndex, Changes]:
-        """The source's index, updated: only new, changed or deleted files are read."""
+    def index(self, source: str, progress=None) -> tuple[SourceIndex, Changes]:
+        """The source's index, updated: only new, changed or deleted files are read (``progress(done, total)``)."""
         root, files = files_of(source, self.sources[source], self.base_dir)
         path = self.index_path(source)
         if isinstance(path, Path):
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
             index = SourceIndex(path)
-            changes = index.update(root, files, lambda full: _read(source, _relative(root, full), full))
+            changes = index.update(root, files, lambda full: _read(source, _relative(root, full), full), progress)
         except sqlite3.DatabaseError as e:  # a corrupt index is never trusted: made again from the documents
             assert isinstance(path, Path)
             for leftover in path.parent.glob(path.name + "*"):

@@ -190,8 +190,9 @@ class SourceIndex:
     def close(self) -> None:
         self.con.close()
 
-    def update(self, root: Path, files: Iterable[Path], read) -> Changes:
-        """Bring the index in line with ``files`` under ``root``; ``read(path) -> text``."""
+    def update(self, root: Path, files: Iterable[Path], read, progress=None) -> Changes:
+        """Bring the index in line with ``files`` under ``root``; ``read(path) -> text``;
+        ``progress(done, total)`` after each file, when given."""
         known = {row[0]: row[1:] for row in self.con.execute("SELECT path, size, mtime, sha256 FROM files")}
         seen: dict[str, tuple[int, float, str | None]] = {}
         for path in files:
@@ -201,7 +202,9 @@ class SourceIndex:
         gone = {p: known[p] for p in known if p not in seen}
         self.con.execute("BEGIN")
         try:
-            for relative, (size, mtime, _) in sorted(seen.items()):
+            for done, (relative, (size, mtime, _)) in enumerate(sorted(seen.items()), start=1):
+                if progress is not None:
+                    progress(done, len(seen))
                 old = known.get(relative)
                 if old is not None and old[0] == size and old[1] == mtime:
                     changes.unchanged += 1

@@ -25,9 +25,22 @@ def _home(home: Path | None) -> Path:
 @knowledge_app.command("index")
 def index(mission_file: Mission, source: Annotated[str | None, typer.Option("--source", help="Only this one.")] = None,
           home: Home = None, as_json: AsJson = False) -> None:
-    """Bring the sources' indexes up to date (only new, changed or deleted files are read)."""
+    """Bring the sources' indexes up to date (only new, changed or deleted files are read), with a
+    progress bar at a terminal."""
     mission = api.load_mission(mission_file)
-    with out.status("indexing…") if not as_json and out.is_terminal else _Nothing():
+    if not as_json and out.is_terminal:  # a bar per source: documents looked at, of how many
+        from rich.progress import Progress
+
+        with Progress(console=out, transient=True) as bar:
+            tasks: dict[str, object] = {}
+
+            def told(name: str, done: int, total: int) -> None:
+                if name not in tasks:
+                    tasks[name] = bar.add_task(f"indexing {name}", total=total)
+                bar.update(tasks[name], completed=done)  # type: ignore[arg-type]
+
+            done = sources.index(mission, _home(home), source, told)
+    else:
         done = sources.index(mission, _home(home), source)
     if as_json:
         print_json(done)
@@ -37,14 +50,6 @@ def index(mission_file: Mission, source: Annotated[str | None, typer.Option("--s
             plain(note)
         plain(f"{row['source']}: {row['documents']} documents, {row['passages']} passages — read {len(row['read'])}, "
               f"removed {len(row['removed'])}, renamed {len(row['moved'])}, unchanged {row['unchanged']}")
-
-
-class _Nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 @knowledge_app.command("search")
