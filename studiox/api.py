@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -269,25 +269,31 @@ def list_runs(store: Store | None, *, status: str | None = None, mission: str | 
     states = ((status,) if status in FINISHED else ("waiting", "active") if status in ("running", "waiting")
               else ("active",) if status == "interrupted" else None)
     rows: list[RunRow] = []
-    before = None
-    page = min(limit or 200, 200)
-    while limit is None or len(rows) < limit:
-        found = store.run_rows(states=states, mission=mission, key=key, since=since, before=before, limit=page)
-        for info in found:
-            current = info["state"]
-            if current not in FINISHED:
-                driven = is_driven(store.home, info["id"])
-                current = "running" if driven else "waiting" if current == "waiting" else "interrupted"
-            if status and current != status:
-                continue
-            rows.append(RunRow(info["id"], info["mission"], current, info["verdict"], info["started"],
-                               info["updated"] - info["started"], info["key"]))
-            if limit is not None and len(rows) >= limit:
-                break
-        if len(found) < page:
+    for info in _paged(lambda after, size: store.run_rows(states=states, mission=mission, key=key, since=since,
+                                                         before=after, limit=size), "started", limit):
+        current = info["state"]
+        if current not in FINISHED:
+            driven = is_driven(store.home, info["id"])
+            current = "running" if driven else "waiting" if current == "waiting" else "interrupted"
+        if status and current != status:
+            continue
+        rows.append(RunRow(info["id"], info["mission"], current, info["verdict"], info["started"],
+                           info["updated"] - info["started"], info["key"]))
+        if limit is not None and len(rows) >= limit:
             break
-        before = (found[-1]["started"], found[-1]["id"])
     return rows
+
+
+def _paged(fetch: Callable[[tuple | None, int], list[dict]], column: str, limit: int | None) -> Iterator[dict]:
+    """The rows of an index table a page at a time (keyset paging on ``column`` and id), so a listing
+    reads only as far as the rows it keeps."""
+    after, size = None, min(limit or 200, 200)
+    while True:
+        found = fetch(after, size)
+        yield from found
+        if len(found) < size:
+            return
+        after = (found[-1][column], found[-1]["id"])
 
 
 def count_runs(store: Store | None) -> int:
@@ -366,20 +372,14 @@ def list_decisions(store: Store | None, *, include_all: bool = False, limit: int
         return []
     decisions = queue(store)
     rows: list[Decision] = []
-    after = None
-    page = min(limit or 200, 200)
-    while limit is None or len(rows) < limit:
-        found = store.decision_rows(states=None if include_all else ("pending",), mission=mission, key=key,
-                                    after=after, limit=page)
-        for info in found:
-            decision = decisions.get(info["id"])
-            if include_all or decision.status == "pending":  # (a deadline may have passed since)
-                rows.append(decision)
-                if limit is not None and len(rows) >= limit:
-                    break
-        if len(found) < page:
-            break
-        after = (found[-1]["requested"], found[-1]["id"])
+    for info in _paged(lambda after, size: store.decision_rows(states=None if include_all else ("pending",),
+                                                              mission=mission, key=key, after=after, limit=size),
+                       "requested", limit):
+        decision = decisions.get(info["id"])
+        if include_all or decision.status == "pending":  # (a deadline may have passed since)
+            rows.append(decision)
+            if limit is not None and len(rows) >= limit:
+                break
     return rows
 
 
