@@ -1,6 +1,7 @@
 """Enterprise Knowledge on a real index: SQLite FTS5 (now) against the in-memory BM25 it replaced.
 
-    python benchmarks/knowledge.py [N ...] [--before REV]      (default: 1000 10000; REV 7f88862)
+    python benchmarks/knowledge.py [N ...] [--before REV] [--quick]   (default: 1000 10000; REV 7f88862;
+                                                                      --quick: 1000 only)
 
 On generated corpora of N Markdown documents (a purchase order each, with front matter): the
 first index, a re-index after one document changed, queries (p50 and p95 over 50 part numbers),
@@ -102,7 +103,8 @@ def main() -> None:
         at = args.index("--before")
         rev = args[at + 1]
         del args[at:at + 2]
-    sizes = [int(a) for a in args] or [1000, 10000]
+    quick = "--quick" in args
+    sizes = [int(a) for a in args if a != "--quick"] or ([1000] if quick else [1000, 10000])
     table = Table("documents", "what", f"in-memory BM25 ({rev})", "FTS5 index (now)", "goal", header_style="bold",
                   title="Enterprise Knowledge")
     for n in sizes:

@@ -62,10 +62,8 @@ def status(mission, home: Path) -> list[dict]:
 
         found = SourceIndex(path)
         known = {row[0]: row[1:] for row in found.con.execute("SELECT path, size, mtime FROM files")}
-        root, files = _step(files_of, name, mission.knowledge[name], mission.base_dir)
-        now = {str(p.relative_to(root)) if root.is_dir() else p.name: p.stat() for p in files}
-        stale = sorted([p for p, st in now.items() if p not in known or known[p] != (st.st_size, st.st_mtime)]
-                       + [p for p in known if p not in now])
+        _, files = _step(files_of, name, mission.knowledge[name], mission.base_dir)
+        stale = sorted([p for p, now in files.items() if known.get(p) != now] + [p for p in known if p not in files])
         rows.append({"source": name, "indexed": True, **found.stats(), "last_indexed": path.stat().st_mtime,
                      "stale": stale})
         found.close()

@@ -1,4 +1,4 @@
-"""The FTS5 knowledge index (work in progress for the knowledge issue): incremental updates,
+"""The FTS5 knowledge index: incremental updates,
 stemming and part numbers, front-matter filters, heading paths and line ranges."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from pathlib import Path
 from studiox.adapters.knowledge_index import SourceIndex, pieces
 
 
-def _read(path: Path) -> str:
-    return path.read_text(encoding="utf-8")
+def _files(root: Path) -> dict[str, tuple[int, float]]:
+    return {p.name: (p.stat().st_size, p.stat().st_mtime) for p in root.glob("*.md")}
 
 
-def _files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*.md"))
+def _reader(root: Path):
+    return lambda relative: (root / relative).read_text(encoding="utf-8")
 
 
 def test_only_new_changed_or_deleted_files_are_read_again_and_a_rename_keeps_its_passages(tmp_path):
@@ -23,15 +23,15 @@ def test_only_new_changed_or_deleted_files_are_read_again_and_a_rename_keeps_its
     for i in range(1000):
         (root / f"doc{i:04d}.md").write_text(f"# Doc {i}\n\nThe hotel booking number {i} for order PO-{i:04d}.\n")
     index = SourceIndex(tmp_path / "index.db")
-    first = index.update(root, _files(root), _read)
+    first = index.update(_files(root), _reader(root))
     assert len(first.read) == 1000 and index.stats() == {"documents": 1000, "passages": 1000}
     (root / "doc0007.md").write_text("# Doc 7\n\nNow about conference rooms.\n")
     os.utime(root / "doc0008.md")  # touched, not changed: its hash says so
-    again = index.update(root, _files(root), _read)
+    again = index.update(_files(root), _reader(root))
     assert again.read == ["doc0007.md"] and again.unchanged == 999
     (root / "doc0009.md").unlink()
     (root / "doc0010.md").rename(root / "renamed.md")
-    third = index.update(root, _files(root), _read)
+    third = index.update(_files(root), _reader(root))
     assert third.removed == ["doc0009.md"] and third.moved == [("doc0010.md", "renamed.md")] and third.read == []
     assert all(hit["file"] != "doc0009.md" for hit in index.search("PO-0009", 5))
     (hit,) = index.search("order PO-0010", 1)
@@ -48,7 +48,7 @@ def test_part_numbers_unicode_and_front_matter_filters(tmp_path):
     (root / "PO-2000.md").write_text("---\npo_number: PO-2000\nsupplier: ACME\n---\n# Order PO-2000\n\n"
                                      "Chairs, desks and lamps for the Zürich office.\n")
     index = SourceIndex(":memory:")
-    index.update(root, _files(root), _read)
+    index.update(_files(root), _reader(root))
     for query in ("PO-1042", "PO 1042", "1042"):
         assert index.search(query, 1)[0]["file"] == "PO-1042.md", query
     assert {h["file"] for h in index.search("zürich chair", 5)} == {"PO-1042.md", "PO-2000.md"}
@@ -63,3 +63,17 @@ def test_passages_are_cut_at_headings_with_their_path_and_lines():
     found = pieces(text)
     assert [(p.heading, p.first_line, p.last_line) for p in found] == [
         ("Policy", 3, 3), ("Policy > Travel", 7, 8), ("Policy > Meals", 12, 12)]
+
+
+def test_a_word_in_most_passages_still_counts_when_the_rare_words_find_too_few(tmp_path):
+    root = tmp_path / "docs"
+    root.mkdir()
+    for i in range(4):
+        (root / f"d{i}.md").write_text(f"Purchase order {i}." + (" Hotel in Berlin." if i == 2 else "") + "\n")
+    index = SourceIndex(":memory:")
+    index.update(_files(root), _reader(root))
+    assert [h["file"] for h in index.search("order hotel", 1)] == ["d2.md"]  # the common word left out: same best
+    assert [h["file"] for h in index.search("order hotel", 3)][0] == "d2.md"
+    assert len(index.search("order hotel", 3)) == 3  # too few without "order": the whole query, as before
+    assert len(index.search("purchase order", 10)) == 4  # every word common: all of them kept
+    assert index.search("hotels", 5)[0]["file"] == "d2.md"  # a stemmed word not in the vocabulary as typed: kept

@@ -14,8 +14,10 @@ folder, an unusable glob, or anything else that goes wrong below it is a step er
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 from pathlib import Path
+from stat import S_ISREG
 
 from ..errors import StepError
 from .knowledge_index import Changes, SourceIndex
@@ -30,21 +32,42 @@ def citation(source: str, file: str, lines: list[int]) -> str:
     return f"{source}/{file}#L{first}" + (f"-L{last}" if last != first else "")
 
 
-def files_of(name: str, spec: dict, base_dir: Path) -> tuple[Path, list[Path]]:
-    """A source's root and its documents: one file, or the files of a folder (text suffixes, or its glob)."""
+def files_of(name: str, spec: dict, base_dir: Path) -> tuple[Path, dict[str, tuple[int, float]]]:
+    """A source's root and its documents, each with its size and mtime: one file, or the files of a
+    folder (the text suffixes, or its glob), by relative path."""
     root = (base_dir / spec["path"]).resolve()
     if not root.exists():
         raise StepError("knowledge", f"the knowledge source '{name}' points to {root}, which does not exist")
-    if root.is_file():
-        return root, [root]  # named on purpose: read whatever its suffix
+    if root.is_file():  # named on purpose: read whatever its suffix
+        stat = root.stat()
+        return root, {root.name: (stat.st_size, stat.st_mtime)}
     pattern = spec.get("glob")
+    if pattern is None:
+        suffixes = TEXT_SUFFIXES | ({".pdf"} if _pdf_reader() else set())  # PDFs when pypdf can read them
+        return root, _scan(str(root), "", suffixes, {})
     try:
-        found = sorted(p for p in root.glob("**/*" if pattern is None else pattern) if p.is_file())
+        found = {}
+        for path in root.glob(pattern):
+            stat = path.stat()
+            if S_ISREG(stat.st_mode):
+                found[path.as_posix()[len(root.as_posix()) + 1:]] = (stat.st_size, stat.st_mtime)
     except (ValueError, NotImplementedError) as e:  # an empty or absolute pattern
         raise StepError("knowledge", f"the knowledge source '{name}' cannot use the glob '{pattern}': {e}; "
                         "give a pattern relative to its folder, such as '**/*.md'") from None
-    suffixes = TEXT_SUFFIXES | ({".pdf"} if _pdf_reader() else set())  # PDFs when pypdf can read them
-    return root, (found if pattern is not None else [p for p in found if p.suffix.lower() in suffixes])
+    return root, found
+
+
+def _scan(folder: str, prefix: str, suffixes: set[str], found: dict) -> dict[str, tuple[int, float]]:
+    """Every file below ``folder`` with one of ``suffixes``: one scandir per folder and one stat per
+    document (a re-index of 10,000 unchanged documents is mostly this walk)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                _scan(entry.path, f"{prefix}{entry.name}/", suffixes, found)
+            elif os.path.splitext(entry.name)[1].lower() in suffixes and entry.is_file():
+                stat = entry.stat()
+                found[prefix + entry.name] = (stat.st_size, stat.st_mtime)
+    return found
 
 
 def _read(source: str, relative: str, path: Path) -> str:
@@ -110,18 +133,22 @@ class Knowledge:
         """The source's index, updated: only new, changed or deleted files are read (``progress(done, total)``)."""
         root, files = files_of(source, self.sources[source], self.base_dir)
         path = self.index_path(source)
+
+        def read(relative: str) -> str:
+            return _read(source, relative, root if root.is_file() else root / relative)
+
         if isinstance(path, Path):
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
             index = SourceIndex(path)
-            changes = index.update(root, files, lambda full: _read(source, _relative(root, full), full), progress)
+            changes = index.update(files, read, progress)
         except sqlite3.DatabaseError as e:  # a corrupt index is never trusted: made again from the documents
             assert isinstance(path, Path)
             for leftover in path.parent.glob(path.name + "*"):
                 leftover.unlink()
             self.notes.append(f"the index of '{source}' was unreadable ({e}) and was rebuilt from its documents")
             index = SourceIndex(path)
-            changes = index.update(root, files, lambda full: _read(source, _relative(root, full), full))
+            changes = index.update(files, read)
         return index, changes
 
     def close(self) -> None:
@@ -149,6 +176,3 @@ class Knowledge:
                  "heading": h["heading"], "lines": h["lines"], "score": h["score"], "text": h["text"],
                  **({"fields": h["meta"]} if h["meta"] else {})} for h in hits]
 
-
-def _relative(root: Path, full: Path) -> str:
-    return full.name if root.is_file() else str(full.relative_to(root))

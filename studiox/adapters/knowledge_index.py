@@ -12,8 +12,6 @@ citation reads ``purchase_orders/PO-1042.md#L3-L12``. Markdown front matter (YAM
 Tokenisation is FTS5's ``porter unicode61``: Unicode-aware, stemmed ("hotels" finds "hotel"),
 and a part number's pieces are tokens of their own ("PO-1042" finds "PO-1042", "PO 1042" and
 "1042"). A query is its tokens joined by OR, ranked by BM25.
-
-(Work in progress for the FTS5 knowledge issue: the retrieve step still uses knowledge.py.)
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import hashlib
 import json
 import re
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,6 +178,7 @@ class SourceIndex:
 
     def __init__(self, db: Path | str):
         self.con = sqlite3.connect(str(db), isolation_level=None)
+        self._vocab: bool | None = None
         self.con.execute("PRAGMA journal_mode = WAL")
         if self.con.execute("PRAGMA user_version").fetchone()[0] != INDEX_FORMAT:  # older or new: made afresh
             self.con.executescript("DROP TABLE IF EXISTS passages; DROP TABLE IF EXISTS files; "
@@ -190,27 +189,22 @@ class SourceIndex:
     def close(self) -> None:
         self.con.close()
 
-    def update(self, root: Path, files: Iterable[Path], read, progress=None) -> Changes:
-        """Bring the index in line with ``files`` under ``root``; ``read(path) -> text``;
-        ``progress(done, total)`` after each file, when given."""
+    def update(self, seen: Mapping[str, tuple[int, float]], read: Callable[[str], str], progress=None) -> Changes:
+        """Bring the index in line with the documents ``seen`` (relative path → size, mtime);
+        ``read(relative) -> text``; ``progress(done, total)`` after each file, when given."""
         known = {row[0]: row[1:] for row in self.con.execute("SELECT path, size, mtime, sha256 FROM files")}
-        seen: dict[str, tuple[int, float, str | None]] = {}
-        for path in files:
-            stat = path.stat()
-            seen[str(path.relative_to(root)) if path != root else path.name] = (stat.st_size, stat.st_mtime, None)
         changes = Changes([], [], [], 0)
         gone = {p: known[p] for p in known if p not in seen}
         self.con.execute("BEGIN")
         try:
-            for done, (relative, (size, mtime, _)) in enumerate(sorted(seen.items()), start=1):
+            for done, (relative, (size, mtime)) in enumerate(sorted(seen.items()), start=1):
                 if progress is not None:
                     progress(done, len(seen))
                 old = known.get(relative)
                 if old is not None and old[0] == size and old[1] == mtime:
                     changes.unchanged += 1
                     continue
-                full = root / relative if root.is_dir() else root
-                text = read(full)
+                text = read(relative)
                 digest = hashlib.sha256(text.encode()).hexdigest()
                 if old is not None and old[2] == digest:  # touched, not changed
                     self.con.execute("UPDATE files SET size = ?, mtime = ? WHERE path = ?", (size, mtime, relative))
@@ -267,24 +261,58 @@ class SourceIndex:
                          (relative, size, mtime, digest, json.dumps(meta, default=str, ensure_ascii=False)))
 
     def search(self, query: str, top: int, where: dict | None = None) -> list[dict]:
-        """The best passages for ``query`` (BM25), among documents whose metadata equals ``where``."""
-        words = [w.lower() for w in _WORD.findall(query)]
+        """The best passages for ``query`` (BM25), among documents whose metadata equals ``where``.
+
+        A word found in more than half the passages adds next to nothing to a BM25 score (FTS5
+        clamps its IDF near zero) but makes every passage a candidate, so it is left out of the
+        first try; only when that finds fewer than ``top`` passages is the query run whole."""
+        words = list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))
         if not words:
             return []
-        match = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+        rare = self._rare(words)
+        ranked = self._ranked(rare, top, where) if rare != words else []
+        if len(ranked) < top:
+            ranked = self._ranked(words, top, where)
+        if not ranked:
+            return []
+        found = {row[0]: row[1:] for row in self.con.execute(
+            "SELECT p.rowid, p.text, p.heading, p.path, p.first_line, p.last_line, f.meta, p.meta FROM passages p "
+            f"JOIN files f ON f.path = p.path WHERE p.rowid IN ({', '.join('?' * len(ranked))})",
+            [rowid for rowid, _ in ranked])}
+        hits = []
+        for rowid, rank in ranked:
+            text, heading, path, first, last, meta, own = found[rowid]
+            hits.append({"text": text, "heading": heading, "file": path, "lines": [first, last],
+                         "score": round(-rank, 4),
+                         "meta": {**json.loads(meta), **json.loads(own or "{}")}})  # a record's fields, over its file's
+        return hits
+
+    def _ranked(self, words: list[str], top: int, where: dict | None) -> list[tuple[int, float]]:
+        """(rowid, BM25 rank) of the best ``top`` passages matching any of ``words``: no text is read
+        for the passages that do not make it."""
+        match = " OR ".join(f'"{w}"' for w in words)
         filters, args = [], []
         for key, value in (where or {}).items():  # a record's own field, else its document's
             path = "$." + json.dumps(str(key))
-            filters.append("CAST(COALESCE(json_extract(p.meta, ?), json_extract(f.meta, ?)) AS TEXT) = ?")
+            filters.append("CAST(COALESCE(json_extract(p.meta, ?), (SELECT json_extract(f.meta, ?) FROM files f "
+                           "WHERE f.path = p.path)) AS TEXT) = ?")
             args += [path, path, str(value).lower() if isinstance(value, bool) else str(value)]
-        rows = self.con.execute(
-            "SELECT p.text, p.heading, p.path, p.first_line, p.last_line, bm25(passages) AS rank, f.meta, p.meta "
-            "FROM passages p JOIN files f ON f.path = p.path WHERE passages MATCH ?"
+        return self.con.execute(
+            "SELECT p.rowid, bm25(passages) AS rank FROM passages p WHERE passages MATCH ?"
             + "".join(f" AND {f}" for f in filters) + " ORDER BY rank, p.path, p.first_line LIMIT ?",
             (match, *args, top)).fetchall()
-        return [{"text": text, "heading": heading, "file": path, "lines": [first, last], "score": round(-rank, 4),
-                 "meta": {**json.loads(meta), **json.loads(own or "{}")}}  # a record's fields, over its file's
-                for text, heading, path, first, last, rank, meta, own in rows]
+
+    def _rare(self, words: list[str]) -> list[str]:
+        """``words`` without those in more than half the passages (all of them if every one is);
+        a word the vocabulary does not list as such (a stemmed form) is kept."""
+        if self._vocab is None:
+            self.con.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.vocab USING fts5vocab(main, passages, row)")
+            self._vocab = True
+        total = self.con.execute("SELECT COUNT(*) FROM owners").fetchone()[0]
+        common = {term for term, docs in self.con.execute(
+            f"SELECT term, doc FROM temp.vocab WHERE term IN ({', '.join('?' * len(words))})", words)
+            if docs * 2 > total}
+        return [w for w in words if w not in common] or words
 
     def stats(self) -> dict:
         files = self.con.execute("SELECT COUNT(*) FROM files").fetchone()[0]
