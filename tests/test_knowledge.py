@@ -89,8 +89,11 @@ def test_a_run_resumed_after_its_documents_changed_still_shows_the_passages_it_u
     parked = studiox("run", mission, "--no-input")
     assert parked.returncode == 3, parked.stdout + parked.stderr
     run_id = parked.stdout.split()[1]
+    assert "kb/policy.md#L3: Hotels up to 180 EUR a night." in parked.stdout  # on the rail, beside its citation
     (tmp_path / "kb" / "policy.md").write_text("# Hotels\n\nHotels up to 250 EUR a night.\n")
     decision = json.loads(studiox("decisions", "--json").stdout)[0]["id"]
+    card = studiox("decision", "show", decision, COLUMNS="200").stdout
+    assert "what it rests on" in card and "kb/policy.md#L3: Hotels up to 180 EUR a night." in card  # as it was
     resumed = studiox("approve", decision, "--resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert resumed.stdout.splitlines()[-1] == "verdict: Done — Hotels up to 180 EUR a night."

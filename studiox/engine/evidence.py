@@ -77,9 +77,16 @@ def _what_happened(run: RunView, step: Step, address: str) -> list[dict | None]:
         message = f"failed: {(done.get('error') or {}).get('message', '')}"
     elif done["status"] == "skipped":
         message = f"skipped: {done.get('reason', '')}"
+    elif step.kind == "retrieve" and isinstance(done.get("output"), dict):  # the passages, each with its text
+        passages = done["output"].get("passages") or []
+        message = f"found {len(passages)} passage(s) for '{done['output'].get('query')}'"
     else:
         message = f"gave {_short(done.get('output'))}"
     pieces: list[dict | None] = [{"step": address, "title": title, "message": message, "at": done["at"]}]
+    if step.kind == "retrieve" and done["status"] == "succeeded" and isinstance(done.get("output"), dict):
+        pieces += [{"step": address, "title": None, "message": f"{p['citation']}: {_short(' '.join(p['text'].split()))}",
+                    "citation": p["citation"], "at": done["at"]}
+                   for p in done["output"].get("passages") or [] if isinstance(p, dict) and "citation" in p]
     pieces += [_reasoning(o) for o in run.observations if o["step"] == address and o["message"].startswith("reasoning:")]
     return pieces
 

@@ -9,6 +9,9 @@ from ..mission import Step
 from . import StepContext
 
 
+PASSAGE_PREVIEW = 200  # characters of a passage on the rail
+
+
 async def execute(step: Step, ctx: StepContext) -> Any:
     spec = step.spec
     query = ctx.render(spec["query"])
@@ -27,7 +30,14 @@ async def execute(step: Step, ctx: StepContext) -> Any:
     if passages:
         ctx.emit(f"found {len(passages)} passage(s) for '{query}'{filtered}: "
                  + ", ".join(p["citation"] for p in passages), citations=[p["citation"] for p in passages])
+        for p in passages:  # what each says, on the rail beside its citation (the output keeps it whole)
+            ctx.emit(f"{p['citation']}: {_one_line(p['text'], PASSAGE_PREVIEW)}", citation=p["citation"])
     else:
         ctx.emit(f"no passage in '{spec['from']}' matches '{query}'{filtered}")
     return {"query": query, "passages": passages, "citations": [p["citation"] for p in passages],
             "text": "\n\n".join(f"[{p['citation']}]\n{p['text']}" for p in passages)}
+
+
+def _one_line(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
