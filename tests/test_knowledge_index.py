@@ -55,6 +55,8 @@ def test_part_numbers_unicode_and_front_matter_filters(tmp_path):
     (only,) = index.search("chairs", 5, where={"po_number": "PO-2000"})
     assert only["file"] == "PO-2000.md" and only["meta"]["supplier"] == "ACME"
     assert index.search("chairs", 5, where={"po_number": "PO-9999"}) == []  # no passage, not an error
+    assert [h["file"] for h in index.search("chairs", 5, where={"file": "PO-1*.md"})] == ["PO-1042.md"]  # a glob
+    assert index.search("chairs", 5, where={"file": "*.txt"}) == []
     assert only["heading"] == "Order PO-2000" and only["lines"] == [7, 7]  # after the front matter
 
 

@@ -7,7 +7,8 @@ the hash says whether the content did) and drops the passages of files that are 
 renamed with the same content is re-pointed, not re-read. Passages are cut at Markdown headings
 and blank lines, up to about PASSAGE_CHARS, each with its heading path and line range, so a
 citation reads ``purchase_orders/PO-1042.md#L3-L12``. Markdown front matter (YAML between
-``---`` lines) becomes the document's metadata, filterable exactly (``where``).
+``---`` lines) becomes the document's metadata, filterable exactly (``where``), and ``file``
+filters the document's path with a glob.
 
 Tokenisation is FTS5's ``porter unicode61``: Unicode-aware, stemmed ("hotels" finds "hotel"),
 and a part number's pieces are tokens of their own ("PO-1042" finds "PO-1042", "PO 1042" and
@@ -293,6 +294,10 @@ class SourceIndex:
         match = " OR ".join(f'"{w}"' for w in words)
         filters, args = [], []
         for key, value in (where or {}).items():  # a record's own field, else its document's
+            if key == "file":  # the document's path, matched as a glob ('2024/*.md', '*PO-1042*')
+                filters.append("p.path GLOB ?")
+                args.append(str(value))
+                continue
             path = "$." + json.dumps(str(key))
             filters.append("CAST(COALESCE(json_extract(p.meta, ?), (SELECT json_extract(f.meta, ?) FROM files f "
                            "WHERE f.path = p.path)) AS TEXT) = ?")
