@@ -60,10 +60,11 @@ def _validator():
 
 
 
-def check(located: Located) -> list[Problem]:
-    """Every schema problem of a loaded mission, located and worded for people."""
+def check(located: Located, validator=None) -> list[Problem]:
+    """Every schema problem of a loaded mission (or of a file ``validator`` checks), located and
+    worded for people."""
     problems: dict[tuple, Problem] = {}
-    for error in _validator().iter_errors(located.data):
+    for error in (validator or _validator()).iter_errors(located.data):
         for path, message, on_key in _translate(error):
             line, col = located.where(path, key=on_key)
             problem = Problem(located.file, line, col, render_path(located.data, path), message)
