@@ -247,7 +247,7 @@ def input_value(base: Path, mission: Mission, name: str, value):
     if isinstance(value, str) and value.startswith("@"):
         from ..mission.inputs import _parse_structured, _read_file, _wants_text
 
-        file = str((base / value[1:]))
+        file = str(base / value[1:])
         text = _read_file(file, f"the input '{name}'")
         return text if _wants_text(mission.inputs.get(name, {})) else _parse_structured(text, file, f"the input '{name}'")
     return value

@@ -67,7 +67,7 @@ def play(tf: TestFile, case: Case, home: Path, descriptions: dict, *, kill_at: i
         try:
             run_id = _the_run(store)
             state = api.run_state(store, run_id) if run_id else None
-            if state is None or state.finished:
+            if run_id is None or state is None or state.finished:
                 break
             if state.waiting is None:
                 continue  # cut off mid-way: resume
@@ -76,6 +76,8 @@ def play(tf: TestFile, case: Case, home: Path, descriptions: dict, *, kill_at: i
                 break
         finally:
             store.close()
+    else:
+        stopped = f"the run had not ended after {MAX_SEGMENTS} drives"
     return observe(home, stopped=stopped, killed=killed)
 
 

@@ -86,8 +86,8 @@ def _descriptions(tf: TestFile, cases: list[Case]) -> dict:
     """The real servers' descriptions of the integrations some case stubs (asked once per file)."""
     from .cases import _tools_called
 
-    needed = sorted({target.split(".", 1)[0] for target in _tools_called(tf.mission)}
-                    - set.intersection(*(set(c.real) for c in cases)))
+    real_everywhere = set(cases[0].real).intersection(*(c.real for c in cases[1:]))
+    needed = sorted({target.split(".", 1)[0] for target in _tools_called(tf.mission)} - real_everywhere)
     if not needed:
         return {}
     try:
@@ -122,9 +122,9 @@ def _play_all(jobs: list[_Job], parallel: int, done: Callable[[int], object]) ->
                     os._exit(0)
             running[pid] = job
         pid, status = os.wait()
-        job = running.pop(pid, None)  # type: ignore[assignment]
-        if job is None:
+        if pid not in running:
             continue
+        job = running.pop(pid)
         try:
             data = json.loads((job.home / "result.json").read_text())
             job.played = Played(**data["played"]) if data["played"] else None
