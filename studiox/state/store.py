@@ -15,7 +15,9 @@ time independent of how many runs are stored. Everything else is derived from th
 Durability: ``synchronous=NORMAL`` in WAL mode: a committed event survives ``kill -9`` of studiox
 at any moment, which is what resume relies on; an operating-system crash or power cut may lose
 the last few commits. ``STUDIOX_SYNC=full`` switches to ``synchronous=FULL``: one fsync per
-commit. Events that may wait (see ``Journal.note``) share the commit of the next one.
+commit. ``STUDIOX_SYNC=off`` (``synchronous=OFF``) is for throwaway folders, such as those of
+``studiox test``: a kill -9 still loses nothing, an operating-system crash may lose the folder.
+Events that may wait (see ``Journal.note``) share the commit of the next one.
 
 The SQL is kept portable (no upserts, no SQLite-only functions in queries), so a PostgreSQL
 store can implement the same methods. Values are JSON text, never pickles.
@@ -44,7 +46,7 @@ from .indexing import FINISHED, index_events, index_record
 
 __all__ = ["FINISHED", "MARKER", "Store", "cannot_write", "read_only_error", "unstorable"]
 
-_SYNC = {"normal": "NORMAL", "full": "FULL"}
+_SYNC = {"normal": "NORMAL", "full": "FULL", "off": "OFF"}
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     run TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, at REAL NOT NULL, body TEXT NOT NULL,
@@ -128,7 +130,7 @@ class Store:
         home = Path(home)
         sync = _SYNC.get(os.environ.get("STUDIOX_SYNC", "normal").lower())
         if sync is None:
-            raise StoreError("STUDIOX_SYNC must be 'normal' or 'full'")
+            raise StoreError("STUDIOX_SYNC must be 'normal', 'full' or 'off'")
         try:
             return cls._open(home, create, sync)
         except OSError as e:  # what the operating system refuses about the folder itself

@@ -54,6 +54,9 @@ def run(paths: list[Path], *, keyword: str | None = None, jobs: int | None = Non
     files = [load(path) for path in paths]  # every file's problems before anything runs (MissionInvalid)
     base = Path(tempfile.mkdtemp(prefix="studiox-test-"))
     jobs = jobs or min(4, os.cpu_count() or 1)
+    _warm(files)
+    sync = os.environ.get("STUDIOX_SYNC")
+    os.environ["STUDIOX_SYNC"] = "off"  # throwaway folders: safe from kill -9 (crash:), no fsync
     try:
         plain: list[_Job] = []
         broken: list[CaseResult] = []
@@ -78,8 +81,23 @@ def run(paths: list[Path], *, keyword: str | None = None, jobs: int | None = Non
                 r.home = str(base / r.home) if r.home else None
         return results
     finally:
+        if sync is None:
+            os.environ.pop("STUDIOX_SYNC", None)
+        else:
+            os.environ["STUDIOX_SYNC"] = sync
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def _warm(files: list[TestFile]) -> None:
+    """What every case's process would otherwise import for itself (litellm: seconds), done once
+    here before the processes are forked, so they start with it."""
+    if any(step.kind == "worker" for tf in files for step in tf.mission.walk()):
+        from ..adapters.preload import warmed_litellm
+
+        warmed_litellm()
+    from .. import engine  # noqa: F401
+    from ..adapters import knowledge, mcp  # noqa: F401
 
 
 def _descriptions(tf: TestFile, cases: list[Case]) -> dict:
