@@ -107,6 +107,7 @@ class Checked:
     file: str
     mission: Mission | None
     problems: list[Problem]
+    cases: int | None = None  # a test file (NAME.test.yaml): how many cases it holds
 
 
 def load_mission(path: str | Path, store: Store | None = None) -> Mission:
@@ -142,10 +143,16 @@ def _validated(digest: str) -> str:
 
 def validate(files: list[Path]) -> list[Checked]:
     """Check each file; a file's problems never stop the others being checked."""
+    from .testing import cases
+
     results = []
     for file in files:
         try:
-            results.append(Checked(str(file), load_mission(file), []))
+            if file.name.endswith(cases.SUFFIXES):  # a test file, checked against its mission too
+                tests = cases.load(file)
+                results.append(Checked(str(file), tests.mission, [], len(tests.cases)))
+            else:
+                results.append(Checked(str(file), load_mission(file), []))
         except MissionInvalid as e:
             results.append(Checked(str(file), None, e.problems))
     return results

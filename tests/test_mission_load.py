@@ -81,15 +81,22 @@ def test_fail_and_finish_forms():
 
 
 def test_example_missions_load_and_start_with_the_schema_comment():
+    from studiox.testing import cases
+
     for path in sorted((ROOT / "missions").glob("*.yaml")):
+        if path.name.endswith(".test.yaml"):  # a test file: its own schema, and checked against its mission
+            assert path.read_text().startswith("# yaml-language-server: $schema=../schemas/mission-test.schema.json")
+            assert len(cases.load(path).cases) >= 3
+            continue
         assert path.read_text().startswith("# yaml-language-server: $schema=../schemas/mission.schema.json"), path
         load(path)
 
 
-def test_every_property_of_the_schema_has_hover_help():
+@pytest.mark.parametrize("name", ["mission.schema.json", "mission-test.schema.json"])
+def test_every_property_of_the_schema_has_hover_help(name):
     import json
 
-    schema = json.loads((ROOT / "schemas" / "mission.schema.json").read_text())
+    schema = json.loads((ROOT / "schemas" / name).read_text())
     missing = []
 
     def described(node) -> bool:

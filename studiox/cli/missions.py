@@ -19,13 +19,15 @@ def validate(
     files: Annotated[list[Path], typer.Argument(help="Mission files to check.", show_default=False)],
     as_json: AsJson = False,
 ) -> None:
-    """Check mission files and show each valid one's plan. Exit 0 when all are valid, else 2."""
+    """Check mission files (and test files, NAME.test.yaml, against their missions) and show each
+    valid mission's plan. Exit 0 when all are valid, else 2."""
     from ..mission.plan import plan
 
     results = api.validate(files)
     if as_json:
         print_json({"files": [{"file": r.file, "valid": r.mission is not None,
                                "mission": r.mission.name if r.mission else None,
+                               **({"cases": r.cases} if r.cases is not None else {}),
                                "problems": [p.as_json() for p in r.problems]} for r in results]})
     else:
         for r in results:
@@ -34,6 +36,10 @@ def validate(
                     plain(problem.render(), error=True)
                 count = len(r.problems)
                 err.print(f"[red]✗[/] {escape(r.file)}: {count} problem{'s' if count != 1 else ''}")
+                continue
+            if r.cases is not None:
+                out.print(f"[green]✓[/] {escape(r.file)}: {r.cases} test case{'s' if r.cases != 1 else ''} of mission "
+                          f"[bold]{escape(r.mission.name)}[/]")
                 continue
             out.print(f"[green]✓[/] {escape(r.file)}: mission [bold]{escape(r.mission.name)}[/], "
                       f"{len(r.mission.steps)} steps")

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from .app import EXIT_FAILED, EXIT_OK, AsJson, app
-from .output import err, escape, out, print_json
+from .output import err, escape, out, plain, print_json
 
 
 @app.command("test")
@@ -51,9 +51,11 @@ def test(
                     "cases": [_json(r) for r in results]})
     else:
         _table(results)
-        for r in results:
-            for failure in r.failures[1:] if not r.passed else []:
-                out.print(f"  [dim]{escape(r.case)}:[/] {escape(failure.render())}")
+        for r in results:  # whole, unwrapped: a terminal or an editor jumps to FILE:LINE
+            if r.failures:
+                out.print(f"\n[red]✗[/] [bold]{escape(Path(r.file).name)} › {escape(r.case)}[/]")
+                for failure in r.failures:
+                    plain(f"  {failure.render()}")
         words = f"{len(results) - failed} passed" + (f", {failed} failed" if failed else "")
         out.print(f"{'[red]✗[/]' if failed else '[green]✓[/]'} {words} in {elapsed:.1f} s")
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
@@ -64,9 +66,13 @@ def _table(results) -> None:
                   pad_edge=False)
     for r in results:
         result = "[green]passed[/]" if r.passed else "[red]failed[/]"
-        detail = escape(r.failures[0].render()) if r.failures else f"[dim]{escape(r.note or '')}[/]"
+        detail = escape(_clip(r.failures[0].render())) if r.failures else f"[dim]{escape(r.note or '')}[/]"
         table.add_row(f"{escape(Path(r.file).name)} › {escape(r.case)}", result, f"{r.seconds:.2f} s", detail)
     out.print(table)
+
+
+def _clip(text: str, width: int = 100) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _json(r) -> dict:
