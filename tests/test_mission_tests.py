@@ -133,3 +133,51 @@ def test_a_crash_variant_that_pays_twice_or_ends_otherwise_fails_the_case():
         "invoice.test.yaml:30: killed after event 1 (run_started): the run failed with verdict None (None); without "
         "the crash it succeeded with 'Approved' ('Paid') — boom"]
     assert isinstance(failures[0], Failure) and isinstance(base, Played)
+
+
+def _recording_mission(tmp_path: Path) -> tuple[Path, Path]:
+    """A mission that records a label through the test MCP server (state-changing, not idempotent)."""
+    from test_integrations import SERVER
+
+    log = tmp_path / "server-effects.jsonl"
+    mission = tmp_path / "rec.yaml"
+    mission.write_text(
+        f"mission: rec\ninputs: {{label: {{type: string}}}}\nintegrations:\n  srv:\n    command: python\n"
+        f"    args: [{json.dumps(str(SERVER))}, --log, {json.dumps(str(log))}]\n"
+        "    env: {RECORD_DELAY: '0'}\n"
+        "steps:\n  - {id: look, tool: srv.echo, arguments: {text: '${{ inputs.label }}'}}\n"
+        "  - {id: keep, tool: srv.record, arguments: {label: '${{ steps.look.output.echo }}'}}\n"
+        "verdict: {choices: [Kept], value: Kept}\n")
+    return mission, log
+
+
+def test_a_stubbed_call_cut_off_by_a_kill_is_settled_from_the_stubs_record_never_made_twice(studiox, tmp_path):
+    mission, log = _recording_mission(tmp_path)
+    (tmp_path / "rec.test.yaml").write_text(
+        "cases:\n  - name: kept once\n    inputs: {label: a}\n    real: [srv]\n"
+        "    tools: {}\n    decisions: {keep: approve}\n    expect: {verdict: Kept, calls: {srv.record: 1}}\n"
+        "  - name: stubbed\n    inputs: {label: b}\n    tools: {srv.echo: {echo: b}, srv.record: {recorded: b}}\n"
+        "    decisions: {keep: approve}\n    crash: every_event\n"
+        "    expect: {verdict: Kept, calls: {srv.record: 1, srv.echo: 1}}\n")
+    result = studiox("test", str(tmp_path / "rec.test.yaml"), "--json", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    real, stubbed = json.loads(result.stdout)["cases"]
+    assert real["passed"] and stubbed["passed"] and stubbed["crash_variants"] > 10
+    assert "srv.record 1× in each" in stubbed["note"]
+    # the real server was called by the real case only; the stubbed one only described its tools
+    assert [json.loads(line)["label"] for line in log.read_text().splitlines()] == ["a"]
+
+
+def test_a_real_call_cut_off_by_a_kill_is_reported_in_doubt_and_not_repeated(studiox, tmp_path):
+    mission, log = _recording_mission(tmp_path)
+    (tmp_path / "rec.test.yaml").write_text(
+        "cases:\n  - name: kept\n    inputs: {label: c}\n    real: [srv]\n    decisions: {keep: approve}\n"
+        "    crash: [action_started]\n    expect: {verdict: Kept}\n")
+    result = studiox("test", str(tmp_path / "rec.test.yaml"), "--json", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (case,) = json.loads(result.stdout)["cases"]
+    assert "1 reported in doubt" in case["note"]
+    assert case["passed"] and case["crash_variants"] == 1  # after record's action_started (echo is read-only)
+    # killed before the call went out: the variant stopped at the in-doubt decision, and did not call
+    # again on its own; only the uncrashed run recorded
+    assert [json.loads(line)["label"] for line in log.read_text().splitlines()] == ["c"]

@@ -182,9 +182,13 @@ def _result(job: _Job, variants: list[_Job]) -> CaseResult:
     if variants:
         failures += _crash_failures(job, variants)
         cut = sum(1 for v in variants if v.played and v.played.killed)
+        doubt = sum(1 for v in variants if v.played and (v.played.stopped or "").startswith("in doubt"))
         changing = Counter(c["tool"] for c in job.played.calls if not c["read_only"])
         once = ", ".join(f"{t} {n}×" for t, n in sorted(changing.items())) or "no state-changing call"
-        note = f"{len(variants)} crash variants ({cut} killed): same verdict, {once} in each"
+        plural = "s" if len(variants) != 1 else ""
+        note = f"{len(variants)} crash variant{plural} ({cut} killed): same verdict, {once} in each" if not doubt \
+            else f"{len(variants)} crash variant{plural} ({cut} killed): {doubt} reported in doubt (a real call " \
+                 f"cut off: a person says), the others the same verdict, {once} in each"
     seconds = job.seconds + sum(v.seconds for v in variants)
     return CaseResult(str(tf.path), case.name, where, not failures, seconds, failures, len(variants), note,
                       job.played.run, job.home.name)
