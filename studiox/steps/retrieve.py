@@ -8,7 +8,6 @@ from ..errors import StepError
 from ..mission import Step
 from . import StepContext
 
-
 PASSAGE_PREVIEW = 200  # characters of a passage on the rail
 
 
