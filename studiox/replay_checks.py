@@ -17,6 +17,7 @@ from .mission import Mission, Step
 from .mission.shapes import render_fields, worker_output
 from .mission.yamlread import Located, render_path
 
+_ID = re.compile(r"[a-z][a-z0-9_]*")
 # one segment of a step address: ID, then #N from the second visit on, then [I] for a foreach item
 _SEGMENT = re.compile(r"([a-z][a-z0-9_]*)(?:#([0-9]+))?(?:\[([0-9]+)\])?")
 _MAX_OUTPUT_PROBLEMS = 5  # per answer: the first few say what is wrong
@@ -119,7 +120,7 @@ def worker_named(mission: Mission, key: str) -> tuple[Step | None, str]:
     everywhere = {s.id: s for s in mission.walk()}
     if key in everywhere:
         return _the_worker(everywhere[key], key)
-    if _SEGMENT.fullmatch(key) and not any(c in key for c in "#["):
+    if _ID.fullmatch(key):
         workers = [s.id for s in mission.walk() if s.kind == "worker"]
         return None, f"there is no step '{key}' in the mission{suggest(key, workers)}"
     segments = key.split(".")
@@ -135,7 +136,7 @@ def worker_named(mission: Mission, key: str) -> tuple[Step | None, str]:
         if sid not in here:
             where = f"inside the foreach '{inside}'" if inside else "at the top of the mission"
             if sid in everywhere:  # a step of another list: its address starts elsewhere
-                address = ".".join((*segments[:n], _address_of(mission, sid) + segment[len(sid):], *segments[n + 1:]))
+                address = ".".join((_address_of(mission, sid) + segment[len(sid):], *segments[n + 1:]))
                 return None, f"there is no step '{sid}' {where}; its address is like '{address}'"
             fixed = [".".join((*segments[:n], other + segment[len(sid):], *segments[n + 1:])) for other in here]
             return None, f"there is no step '{sid}' {where}{suggest(key, fixed)}"

@@ -108,6 +108,7 @@ def test_a_worker_inside_a_foreach_is_named_by_its_id_or_by_its_address(tmp_path
     ("lines.check", "'lines' is a foreach: name one of its items, such as 'lines[0]', before the step inside"),
     ("total[0].check", "'total' is a set step, not a foreach: no step runs inside it"),
     ("check#2", "there is no step 'check' at the top of the mission; its address is like 'lines[0].check#2'"),
+    ("lines[3].total", "there is no step 'total' inside the foreach 'lines'; its address is like 'total'"),
     ("lines[0].check#2", "'check' runs once: no branch jumps back to it, so there is no 'check#2'"),
     ("lines[0].check#1", "'check#1' never appears in an address: a first visit is written without '#', a second "
                          "as 'check#2'"),
