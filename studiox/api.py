@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DecisionError, MissionInvalid, Problem, RunNotFound, suggest
+from .errors import DecisionError, MissionInvalid, Problem, RunNotFound, UsageError, suggest
 from .units import iso
 
 if TYPE_CHECKING:
@@ -158,6 +158,14 @@ def validate(files: list[Path]) -> list[Checked]:
     return results
 
 
+def check_replay(replay: str | Path, mission: Mission | None) -> list[Problem]:
+    """Every problem of a replay file: its YAML, its answers' shape and, given the mission, whether they
+    fit it (step ids and addresses, output schemas, offered tools). Unreadable: a UsageError."""
+    from .replay_checks import replay_file_problems
+
+    return replay_file_problems(replay, mission)
+
+
 async def tools(mission: Mission) -> list[dict]:
     """Every tool of every integration of a mission, with what studiox will do when a step calls it."""
     from .adapters.mcp import MCPTools, annotations_summary
@@ -218,15 +226,14 @@ def engine(store: Store, *, listener: Callable[[dict], None] | None = None, prom
     return Engine(store, ports=PORTS_FACTORY, listener=listener, prompt=prompt, kill_after_event=kill_after_event)
 
 
-def run_options(*, model: str | None, cache: bool, replay: Path | None, allow_duplicate: bool = False,
-                api_base: str | None = None) -> dict:
-    """A run's settings as journaled (so that a resumed run keeps them)."""
+def run_options(*, mission: Mission, model: str | None, cache: bool, replay: Path | None,
+                allow_duplicate: bool = False, api_base: str | None = None) -> dict:
+    """A run's settings as journaled (so that a resumed run keeps them). A replay file that does not
+    fit ``mission`` is a usage error that says where, before anything runs."""
     from .engine.worker import env_api_base, env_model
 
-    if replay:
-        from .adapters.models import Replay
-
-        Replay.load(replay)  # a broken replay file is a usage error before anything runs
+    if replay and (problems := check_replay(replay, mission)):
+        raise UsageError("\n".join(f"--replay: {p.render()}" for p in problems))
     options = {"model": model, "env_model": env_model(), "api_base": api_base, "env_api_base": env_api_base(),
                "cache": cache,
                "replay": str(Path(replay).resolve()) if replay else None, "allow_duplicate": allow_duplicate}

@@ -44,6 +44,17 @@ def test_the_replay_example_in_workers_md_is_a_valid_replay_file(tmp_path):
     assert set(Replay.load(path).answers) == {"extract", "decide"}
 
 
+def test_the_replay_problems_shown_in_workers_md_are_what_studiox_prints(tmp_path):
+    page = (DOCS / "workers.md").read_text()
+    section = page[page.index("For this replay file of missions/invoice.yaml"):]
+    (tmp_path / "replay.yaml").write_text(BLOCK.search(section).group(1))
+    printed = re.search(r"```text\n(.*?)```", section, re.DOTALL).group(1)
+    result = cli("validate", ROOT / "missions" / "invoice.yaml", "--replay", "replay.yaml", cwd=tmp_path,
+                 env={"COLUMNS": "300", "PATH": ""})
+    assert result.returncode == 2
+    assert result.stderr == printed
+
+
 def test_the_docs_show_every_step_kind_and_every_step_field():
     schema = json.loads((ROOT / "schemas" / "mission.schema.json").read_text())
     step = schema["$defs"]["step"]

@@ -104,6 +104,9 @@ def test_a_replay_file_that_is_not_utf8_is_a_usage_error_naming_the_file_and_lin
     ("extract:\n  - error: litellm.RateLimitError\n    then: [1]\n", "step 'extract', answer 1 (then): an answer "
                                                                      "must be a mapping"),
     ("extract:\n  - reasoning: only this\n", "step 'extract', answer 1: says nothing"),
+    ("extract:\n  - error: RateLimitError\n    then: {ouptut: 1}\n", "step 'extract', answer 1 (then): unknown key "
+                                                                     "'ouptut' — did you mean 'output'?"),
+    ("# only a comment\n", "the file is empty; it must map step ids to lists of answers"),
     ("extract:\n  - {text: a, output: b}\n", "step 'extract', answer 1: give only one of"),
     ("extract:\n  - {error: RateLimitError, usage: {input_tokens: 1}}\n", "an error counts no usage"),
     ("", "is empty; it must map step ids to lists of answers"),

@@ -10,8 +10,12 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..errors import StepError
+from ..errors import Problem, StepError
+
+if TYPE_CHECKING:
+    from ..mission.yamlread import Located
 
 MAX_TRANSIENT_RETRIES = 4  # how often models.py retries; a scripted error fails this often by default
 
@@ -41,25 +45,16 @@ class Replay:
     def load(cls, path: str | Path) -> Replay:
         """Read and check a replay file; any problem is a UsageError that says where (exit 2)."""
         from ..errors import MissionInvalid, UsageError
-        from ..mission import yamlread
 
-        name = str(path)
         try:
-            raw = Path(path).read_bytes()
-        except OSError as e:
-            raise UsageError(f"--replay: cannot read '{path}': {e.strerror}") from None
-        try:
-            text = yamlread.read_text(name, raw)
-            if not text.strip():
-                raise UsageError(f"--replay: {name} is empty; it must map step ids to lists of answers")
-            located = yamlread.load(name, text)
+            located = read(path)
         except MissionInvalid as e:
-            raise UsageError(f"--replay: {e.render()}") from None
-        problems = located.problems or _problems(located)
+            raise UsageError("\n".join(f"--replay: {p.render()}" for p in e.problems)) from None
+        problems = located.problems or answer_problems(located)
         if problems:
             raise UsageError("\n".join(f"--replay: {p.render()}" for p in problems))
-        assert isinstance(located.data, dict)  # checked by _problems
-        return cls(located.data, name)
+        assert isinstance(located.data, dict)  # checked by answer_problems
+        return cls(located.data, str(path))
 
     def answer(self, address: str, step_id: str, index: int) -> dict:
         answers = self.answers.get(address, self.answers.get(step_id))
@@ -69,24 +64,44 @@ class Replay:
         return answers[index]
 
 
-def _problems(located) -> list:
-    """What is wrong with the shape of a replay file, each problem located and naming step and answer."""
-    from ..errors import Problem
+def read(path: str | Path) -> Located:
+    """A replay file read as located YAML: a UsageError when it cannot be read, MissionInvalid with a
+    located problem when it is not UTF-8 YAML or holds nothing; its ``problems`` are the YAML's own."""
+    from ..errors import MissionInvalid, UsageError
+    from ..mission import yamlread
 
-    data = located.data
+    name = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise UsageError(f"--replay: cannot read '{path}': {e.strerror}") from None
+    text = yamlread.read_text(name, raw)
+    if all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()):
+        raise MissionInvalid([Problem(name, 0, 0, "", "the file is empty; it must map step ids to lists of answers")])
+    return yamlread.load(name, text)
+
+
+def answer_problems(located: Located, at: tuple = ()) -> list[Problem]:
+    """What is wrong with the shape of scripted answers: the mapping of steps to answer lists at ``at``
+    in ``located`` (the whole of a replay file), each problem located and naming step and answer."""
+    from ..mission.yamlread import render_path
+
+    data = located.value_at(at)
+    where = render_path(located.data, at)
+    within = f"{where}: " if where else ""
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
-        line, col = located.where(())
-        return [Problem(located.file, line, col, "", "it must map step ids to lists of answers")]
+        line, col = located.where(at)
+        return [Problem(located.file, line, col, where, "it must map step ids to lists of answers")]
     problems: list[Problem] = []
     scripts_errors = _mentions_error(data)
     errors = _error_classes(_litellm()) if scripts_errors else {}  # litellm only when the file needs it
     for step, answers in data.items():
         if not isinstance(answers, list):
-            line, col = located.where((step,))
-            problems.append(Problem(located.file, line, col, f"step '{step}'", "its answers must be a list"))
+            line, col = located.where((*at, step))
+            problems.append(Problem(located.file, line, col, f"{within}step '{step}'", "its answers must be a list"))
             continue
         for i, answer in enumerate(answers):
-            _check_answer(answer, (step, i), f"step '{step}', answer {i + 1}", located, problems, errors)
+            _check_answer(answer, (*at, step, i), f"{within}step '{step}', answer {i + 1}", located, problems, errors)
     return problems
 
 
@@ -96,7 +111,7 @@ def _mentions_error(data) -> bool:
 
 
 def _check_answer(answer, at: tuple, label: str, located, problems: list, errors: dict) -> None:
-    from ..errors import Problem, suggest
+    from ..errors import suggest
     from ..expressions import type_name
 
     def add(message: str, *sub, key: bool = False) -> None:
@@ -183,8 +198,11 @@ def _mock_kwargs(litellm, answer: dict, model: str) -> dict:
         return {"mock_response": answer.get("text", ""), "mock_tool_calls": calls}
     if "text" in answer:
         return {"mock_response": answer["text"]}
+    if "output" not in answer:  # never a null output for a misspelt key (Replay.load refuses such a file)
+        raise StepError("model_error", "a replay answer must give output, text, tool_calls or error; this one gives "
+                        f"{', '.join(map(str, answer)) or 'nothing'}")
     return {"mock_response": json.dumps({"reasoning": answer.get("reasoning", "(replayed answer)"),
-                                         "output": answer.get("output")})}
+                                         "output": answer["output"]})}
 
 
 def _error_name(written: str) -> str:

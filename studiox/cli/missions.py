@@ -17,25 +17,34 @@ from .output import err, escape, out, plain, print_json
 @app.command()
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Mission files to check.", show_default=False)],
+    replay: Annotated[Path | None, typer.Option(
+        "--replay", metavar="FILE", help="Also check a replay file of scripted answers against the mission (one "
+                                         "mission only): step ids and addresses, output schemas, tools.")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Check mission files (and test files, NAME.test.yaml, against their missions) and show each
     valid mission's plan. Exit 0 when all are valid, else 2."""
+    from ..errors import UsageError
     from ..mission.plan import plan
 
+    if replay is not None and len(files) != 1:
+        raise UsageError(f"--replay checks the answers for one mission, but {len(files)} mission files were given; "
+                         "validate them one at a time")
     results = api.validate(files)
+    replayed = api.check_replay(replay, results[0].mission) if replay is not None else None
     if as_json:
-        print_json({"files": [{"file": r.file, "valid": r.mission is not None,
-                               "mission": r.mission.name if r.mission else None,
-                               **({"cases": r.cases} if r.cases is not None else {}),
-                               "problems": [p.as_json() for p in r.problems]} for r in results]})
+        shown: dict = {"files": [{"file": r.file, "valid": r.mission is not None,
+                                  "mission": r.mission.name if r.mission else None,
+                                  **({"cases": r.cases} if r.cases is not None else {}),
+                                  "problems": [p.as_json() for p in r.problems]} for r in results]}
+        if replay is not None and replayed is not None:
+            shown["replay"] = {"file": str(replay), "valid": not replayed and results[0].mission is not None,
+                               "problems": [p.as_json() for p in replayed]}
+        print_json(shown)
     else:
         for r in results:
             if r.mission is None:
-                for problem in r.problems:
-                    plain(problem.render(), error=True)
-                count = len(r.problems)
-                err.print(f"[red]✗[/] {escape(r.file)}: {count} problem{'s' if count != 1 else ''}")
+                _problems(r.file, r.problems)
                 continue
             if r.cases is not None:
                 out.print(f"[green]✓[/] {escape(r.file)}: {r.cases} test case{'s' if r.cases != 1 else ''} of mission "
@@ -47,7 +56,27 @@ def validate(
             for row in plan(r.mission):
                 table.add_row(row.number, escape(row.step.id), row.step.kind, escape(row.touches), escape(row.notes))
             out.print(table)
-    raise typer.Exit(EXIT_OK if all(r.mission is not None for r in results) else EXIT_USAGE)
+        if replay is not None and replayed is not None:
+            _replay_summary(str(replay), replayed, results[0].mission)
+    valid = all(r.mission is not None for r in results) and not replayed
+    raise typer.Exit(EXIT_OK if valid else EXIT_USAGE)
+
+
+def _problems(file: str, problems: list) -> None:
+    for problem in problems:
+        plain(problem.render(), error=True)
+    count = len(problems)
+    err.print(f"[red]✗[/] {escape(file)}: {count} problem{'s' if count != 1 else ''}")
+
+
+def _replay_summary(file: str, problems: list, mission) -> None:
+    if problems:
+        _problems(file, problems)
+    elif mission is None:
+        err.print(f"[yellow]![/] {escape(file)}: its answers are well formed; they were not checked against the "
+                  "mission, which has problems")
+    else:
+        out.print(f"[green]✓[/] {escape(file)}: its answers fit mission [bold]{escape(mission.name)}[/]")
 
 
 @app.command()

@@ -179,8 +179,8 @@ def run(
     known = api.open_store(remember_home(home))  # a mission validated before by this version is not checked again
     mission = api.load_mission(mission_file, known)
     values = collect(mission, input_pairs, input_files)
-    options = api.run_options(model=model, cache=cache, replay=replay, allow_duplicate=allow_duplicate,
-                              api_base=api_base)
+    options = api.run_options(mission=mission, model=model, cache=cache, replay=replay,
+                              allow_duplicate=allow_duplicate, api_base=api_base)
     store = known or api.open_store(home, create=True)
     assert store is not None  # created when missing
     if known is None:  # the first run in a new state folder: remember this mission as validated

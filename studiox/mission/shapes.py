@@ -10,6 +10,11 @@ _OPEN_SHAPES = ("oneOf", "anyOf", "allOf", "not", "if", "$ref", "$dynamicRef", "
                 "unevaluatedProperties", "dependentSchemas", "prefixItems")
 
 
+def worker_output(spec: dict) -> dict:
+    """The JSON Schema a worker's answer must fit: its declared ``output``, else text."""
+    return spec.get("output") or {"type": "string"}
+
+
 def undeclared_in_schema(schema: dict, fields: tuple) -> tuple[int, list] | None:
     """``(i, declared names)`` when ``fields[i]`` is not a property the JSON Schema declares there;
     None when every field is declared, or the schema leaves that shape open."""

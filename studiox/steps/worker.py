@@ -14,21 +14,22 @@ import json
 from typing import Any
 
 from ..adapters.models import ModelCall, function_name
-from ..errors import StepError
+from ..errors import StepError, suggest
 from ..mission import Step
+from ..mission.shapes import worker_output
 from . import StepContext
 
 MAX_REPAIRS = 2
 DEFAULT_MAX_TURNS = 10
 
 
-def answer_schema(output: dict | None) -> dict:
+def answer_schema(output: dict) -> dict:
     return {
         "type": "object",
         "required": ["reasoning", "output"],
         "properties": {
             "reasoning": {"type": "string", "description": "Briefly, why you concluded what you did."},
-            "output": output or {"type": "string"},
+            "output": output,
         },
     }
 
@@ -39,7 +40,7 @@ async def execute(step: Step, ctx: StepContext) -> Any:
     assert ctx.model is not None and ctx.act is not None and ctx.resolve_model is not None
     model, settings = ctx.resolve_model(spec.get("model"))
     settings = {**settings, **{k: spec[k] for k in ("temperature", "max_tokens") if k in spec}}
-    schema = answer_schema(spec.get("output"))
+    schema = answer_schema(worker_output(spec))
     tools, names = await _tools(spec.get("tools") or [], ctx)
     rendered = ctx.render(spec.get("input"))
     messages: list[dict[str, Any]] = [
@@ -62,7 +63,7 @@ async def execute(step: Step, ctx: StepContext) -> Any:
             for call in reply["tool_calls"]:
                 target = names.get(call["name"])
                 if target is None:
-                    result = {"error": f"there is no tool '{call['name']}'; the tools are {', '.join(names)}"}
+                    result = _not_offered(step, call["name"], names, bool(reply.get("replayed")), ctx)
                 else:
                     result = await ctx.act(target, call["arguments"])
                     ctx.emit(f"{target} → {_short(result)}", tool=target)
@@ -94,6 +95,19 @@ async def _tools(targets: list[str], ctx) -> tuple[list, dict]:
             "name": name, "description": f"{target}: {info.get('description') or 'a tool of ' + integration}",
             "parameters": info.get("input_schema") or {"type": "object", "properties": {}}}})
     return specs, names
+
+
+def _not_offered(step: Step, name: str, names: dict, replayed: bool, ctx) -> dict:
+    """A call to a tool the worker was not offered is never made. A model is told so, as the tool's answer
+    (it may correct itself), and the rail says so; in a replay it is a mistake of the file: the step fails."""
+    wrote = name.replace("__", ".", 1)  # the model sees erp.check_budget as erp__check_budget
+    offered = list(names.values())
+    if replayed:
+        raise StepError("model_error", f"the replay file calls the tool '{wrote}', which step '{step.id}' was not "
+                        f"offered (its tools: {', '.join(offered) or 'none'}){suggest(wrote, offered)}; "
+                        "check the file with studiox validate MISSION --replay FILE")
+    ctx.emit(f"{wrote} was not called: it is not one of this worker's tools; the model is told so", tool=wrote)
+    return {"error": f"there is no tool '{name}'; the tools are {', '.join(names)}"}
 
 
 def _short(value, width: int = 160) -> str:
