@@ -327,6 +327,18 @@ def _chain(node: ast.AST) -> Path | None:
             return None
 
 
+def exact_chain(node: ast.AST) -> Path | None:
+    """``a.b['c'][0]`` as ``('a', 'b', 'c', 0)``; None when it is not a path of constant names and indexes."""
+    parts: list[str | int] = []
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        key = node.attr if isinstance(node, ast.Attribute) else _index(node.slice)
+        if key is None:
+            return None
+        parts.append(key)
+        node = node.value
+    return (node.id, *reversed(parts)) if isinstance(node, ast.Name) else None
+
+
 def known_path(path: Path) -> tuple[str, ...]:
     """The part of a path before its first whole-number index: what :meth:`Expr.references` gives."""
     for i, part in enumerate(path):
