@@ -158,3 +158,13 @@ def test_the_optional_form_lets_a_run_go_on_where_a_field_may_be_absent(studiox,
     assert [s["step"] for s in state["steps"]] == ["read", "jumped_over", "recover"]
     assert json.dumps(state["steps"][0]["output"]) == '{"summary": "no summary"}'
 
+
+def test_the_expense_example_reads_a_line_without_a_receipt_as_having_none(studiox, tmp_path):
+    from conftest import ROOT
+
+    report = tmp_path / "report.yaml"
+    report.write_text("report:\n  employee: Ada\n  lines:\n    - {category: meals, amount: 30}\n", encoding="utf-8")
+    result = studiox("run", ROOT / "missions" / "expenses.yaml", "--inputs", report)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == (
+        "verdict: Approved with note — 1 line(s) over 25 EUR without a receipt; total 30 EUR")
