@@ -57,6 +57,20 @@ def test_the_error_says_which_field_of_the_mission_the_expression_is_in():
     assert caught.value.message.endswith("(in '${{ steps.extract.output.summary }}' at arguments.note[1])")
 
 
+def test_the_fields_named_beside_a_missing_one_are_the_first_few_and_a_long_key_is_shortened():
+    data = {"inputs": {"m": {f"k{i}": i for i in range(100_000)}, "long": "z" * 50_000}}
+    with pytest.raises(MissingValue) as caught:
+        render("${{ inputs.m[inputs.long] }}", data)
+    assert caught.value.message.startswith("inputs.m has no field 'zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz… "
+                                           "(its fields: k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, "
+                                           "k14, k15, k16, k17, k18, k19, …)")
+
+
+def test_default_over_many_missing_values_does_not_spend_time_describing_them():
+    data = {"inputs": {"m": {f"k{i}": i for i in range(100_000)}, "keys": ["z" * 50_000] * 5_000}}
+    assert render("${{ len([default(inputs.m[k], 0) for k in inputs.keys]) }}", data) == 5_000
+
+
 def test_a_field_of_a_number_is_still_a_plain_expression_error():
     with pytest.raises(ExpressionError) as caught:
         render("${{ steps.extract.output.total.cents }}", DATA)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import itertools
 from collections.abc import Iterator, Mapping
 
 from ..errors import ExpressionError, MissingValue
@@ -36,6 +37,7 @@ class _Evaluator:
         self.context = context
         self.budget = budget
         self.steps = 0
+        self.optional = 0  # how many default() calls the evaluation is inside
         # sizes of the lists and mappings measured so far, by id (the value is kept, so the id stays
         # its own): data referred to many times is measured once, and charged each time
         self.sizes: dict[int, tuple[object, int, int]] = {}
@@ -109,20 +111,26 @@ class _Evaluator:
             need(isinstance(key, str), f"a mapping is indexed by text, not {type_name(key)}")
             if key in base:
                 return base[key]
+            if self.optional:
+                raise MissingValue("")
             if isinstance(node.value, ast.Name) and node.value.id == "steps" and "steps" not in scope:
                 raise MissingValue(f"{_written(node)} has not run")
-            fields = ", ".join(base)
+            fields = ", ".join(itertools.islice(base, 20)) + (", …" if len(base) > 20 else "")
             known = f"its fields: {quote(fields, 200)}" if base else "it has no fields"
-            raise MissingValue(f"{_written(node.value)} has no field {quote(repr(key), 40)} ({known})")
+            raise MissingValue(f"{_written(node.value)} has no field {_key(key)} ({known})")
         if isinstance(base, (list, str)):
             need(isinstance(key, int) and not isinstance(key, bool),
-                 f"a {type_name(base)} is indexed by a whole number, not by {quote(repr(key), 40)}")
+                 f"a {type_name(base)} is indexed by a whole number, not by {_key(key)}")
             if -len(base) <= key < len(base):
                 return base[key]
+            if self.optional:
+                raise MissingValue("")
             size = _count(len(base), "item" if isinstance(base, list) else "character")
             raise MissingValue(f"{_written(node.value)}[{key}]: the {type_name(base)} has {size}")
-        what = f"field {quote(repr(key), 40)}" if isinstance(key, str) else f"item {quote(repr(key), 40)}"
+        what = f"field {_key(key)}" if isinstance(key, str) else f"item {_key(key)}"
         if base is None:
+            if self.optional:
+                raise MissingValue("")
             raise MissingValue(f"{_written(node.value)} is null{self.null_because(node.value, scope)}, so it has "
                                f"no {what}")
         raise ExpressionError(f"{_written(node.value)} is {_A.get(type_name(base), type_name(base))}, so it has no "
@@ -198,10 +206,13 @@ class _Evaluator:
     def _Call(self, node, scope):
         name = node.func.id
         if name == "default" and len(node.args) == 2:  # the optional form: lazy, and a missing value is null
+            self.optional += 1  # (nobody reads the message of what is missing in here: it is not written)
             try:
                 value = self.run(node.args[0], scope)
             except MissingValue:
                 value = None
+            finally:
+                self.optional -= 1
             return self.run(node.args[1], scope) if value is None else value
         args = [self.run(a, scope) for a in node.args]
         if name == "contains" and len(args) == 2:
@@ -263,6 +274,11 @@ class _Evaluator:
 def _written(node: ast.AST) -> str:
     """A path as the expression writes it, for messages."""
     return quote(ast.unparse(node), 80)
+
+
+def _key(key) -> str:
+    """A key or index as a message shows it (a long one shortened before it is copied)."""
+    return quote(repr(key[:41] if isinstance(key, str) else key), 40)
 
 
 def _count(n: int, noun: str) -> str:
