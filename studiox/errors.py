@@ -135,6 +135,11 @@ class ExpressionError(StudioxError):
         self.offset = offset
 
 
+class MissingValue(ExpressionError):
+    """An expression read a field or item that is not there (a missing key, an index past the end, a
+    field of null, a step that has not run); ``default(x, fallback)`` turns it into the fallback."""
+
+
 def suggest(word: str, choices) -> str:
     """' — did you mean 'x'?' when a close choice exists, else ''."""
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)

@@ -185,7 +185,8 @@ def approval_rules(approval, data: dict, action: Action, *, in_doubt: bool = Fal
 
             rule: dict = {"quorum": approval.quorum, "when": approval.quorum_when}
             try:
-                rule["result"] = bool(expressions.render(approval.quorum_when, {**data, "args": action.arguments}))
+                rule["result"] = bool(expressions.render(approval.quorum_when, {**data, "args": action.arguments},
+                                                        "approval.quorum_when"))
             except expressions.ExpressionError as e:
                 rule.update(result=True, error=f"{e.message}; the quorum applies")
             rules["quorum_rule"] = rule

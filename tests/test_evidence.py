@@ -51,7 +51,7 @@ def test_a_failed_step_the_arguments_rest_on_is_part_of_the_evidence(tmp_path):
     h = Harness(tmp_path, ScriptedTools({"look": [StepError("tool_error", "the ERP is down")]}))
     outcome = h.run("steps:\n"
                     "  - {id: look, tool: fx.look, on_error: continue}\n"
-                    "  - {id: pay, tool: fx.pay, arguments: {amount: '${{ steps.look.output.total or 5 }}'}}\n")
+                    "  - {id: pay, tool: fx.pay, arguments: {amount: '${{ default(steps.look.output.total, 5) }}'}}\n")
     (decision,) = h.engine.decisions.all()
     assert outcome.status == "waiting"
     assert any("failed: the ERP is down" in e["message"] for e in decision.request["evidence"])

@@ -127,3 +127,111 @@ steps:
     set: {a: "${{ steps.free.output.anything }}", b: "${{ steps.open.output.xyz }}"}
 """
     loads(text, "m.yaml")
+
+
+LOOP = """\
+mission: m
+models: {fast: openai/gpt-4o-mini}
+integrations: {erp: {command: python}}
+inputs:
+  tickets: {type: array}
+steps:
+  - id: triage
+    foreach: ${{ inputs.tickets }}
+    as: ticket
+    steps:
+      - id: classify
+        worker:
+          instructions: Classify the ticket.
+          input: ${{ ticket }}
+          output:
+            type: object
+            properties:
+              summary: {type: string}
+              labels: {type: array, items: {type: object, properties: {name: {type: string}}}}
+      - id: mark
+        set: {seen: true}
+      - id: look
+        tool: erp.lookup
+  - id: report
+    set:
+      value: ${{ EXPR }}
+"""
+_AT = LOOP.index("${{ EXPR }}")
+LINE, COLUMN = LOOP[:_AT].count("\n") + 1, _AT - LOOP.rindex("\n", 0, _AT) + len("${{ ")  # where EXPR stands
+
+
+def _located(expression: str) -> list[tuple[int, int, str]]:
+    try:
+        loads(LOOP.replace("EXPR", expression), "m.yaml")
+    except MissionInvalid as e:
+        return [(p.line, p.column, p.message) for p in e.problems]
+    return []
+
+
+def test_a_step_output_read_again_through_a_loop_item_is_reported_where_it_is_with_what_to_write():
+    found = _located("[r.classify.output.summary for r in steps.triage.output]")
+    assert found == [(LINE, COLUMN + 1, (
+        "'r.classify.output' does not exist: 'r.classify' is already the output of the step 'classify' (an item "
+        "of a loop's output maps each of its steps to its output) — did you mean 'r.classify.summary'?"))]
+
+
+def test_validate_prints_the_loop_item_problem_with_file_line_and_column(studiox, tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text(LOOP.replace("EXPR", "[r.classify.output.summary for r in steps.triage.output]"))
+    result = studiox("validate", path)
+    assert result.returncode == 2
+    assert f"m.yaml:{LINE}:{COLUMN + 1}: steps[1] (id: report).set.value: 'r.classify.output' does not exist" \
+           in result.stderr
+    assert "did you mean 'r.classify.summary'?" in result.stderr
+
+
+@pytest.mark.parametrize("expression, message", [
+    ("[r.clasify for r in steps.triage.output]",
+     "the loop 'triage' has no step 'clasify', so 'r.clasify' does not exist (an item of the loop's output holds "
+     "the output of each of its steps: classify, mark, look) — did you mean 'r.classify'?"),
+    ("[r.nosuchstep for r in steps.triage.output]",
+     "the loop 'triage' has no step 'nosuchstep', so 'r.nosuchstep' does not exist (an item of the loop's output "
+     "holds the output of each of its steps: classify, mark, look)"),
+    ("[r.classify.summry for r in steps.triage.output]",
+     "'r.classify.summry' does not exist: the output of the step 'classify' has no field 'summry' — did you mean "
+     "'r.classify.summary'?"),
+    ("[r.classify.output.summry for r in steps.triage.output]",  # the field after it is checked too
+     "'r.classify.output' does not exist: 'r.classify' is already the output of the step 'classify' (an item of a "
+     "loop's output maps each of its steps to its output); and 'r.classify.summry' does not exist: the output of "
+     "the step 'classify' has no field 'summry' — did you mean 'r.classify.summary'?"),
+    ("[r.mark.sen for r in steps.triage.output if r.mark]",
+     "'r.mark.sen' does not exist: the output of the step 'mark' has no field 'sen' — did you mean 'r.mark.seen'?"),
+    ("[r.mark.status for r in steps.triage.output]",
+     "'r.mark.status' does not exist: an item of a loop's output holds only the output of each of its steps, not "
+     "its status ('r.mark' is the output of 'mark')"),
+    ("[l.nme for r in steps.triage.output for l in r.classify.labels]",
+     "'l.nme' does not exist: the output of the step 'classify' has no field 'nme' under 'labels[*]' — did you "
+     "mean 'l.name'?"),
+    ("sum([1 for r in steps.triage.output if default(r.classify.output, false)])",
+     "'r.classify.output' does not exist: 'r.classify' is already the output of the step 'classify' (an item of a "
+     "loop's output maps each of its steps to its output) — did you mean 'r.classify'?"),
+])
+def test_paths_through_a_loop_item_that_cannot_exist_are_reported(expression, message):
+    assert [m for _, _, m in _located(expression)] == [message]
+
+
+def test_reading_a_loop_output_as_a_mapping_is_reported():
+    assert [m for _, _, m in _located("steps.triage.output.classify")] == [
+        "'steps.triage.output' is a list, one item per element of the loop 'triage', so it has no field "
+        "'classify'; each item holds the outputs of its steps: [r.classify for r in steps.triage.output]"]
+
+
+@pytest.mark.parametrize("expression", [
+    "[r.classify.summary for r in steps.triage.output]",
+    "[default(r.classify.summary, '') for r in steps.triage.output if r.mark.seen]",
+    "[l.name for r in steps.triage.output for l in r.classify.labels]",
+    "[r.look.output for r in steps.triage.output]",  # a tool's result: its shape is not known
+    "[r.look.anything.deeper for r in steps.triage.output]",
+    "steps.triage.output[0].classify.summary",
+    "[r[k] for r in steps.triage.output for k in ['classify']]",  # a computed index
+    "[x.output for x in inputs.tickets]",  # not a step's output
+    "[r.classify.summary for r in [x for x in steps.triage.output]]",  # a computed list
+])
+def test_paths_through_a_loop_item_that_may_exist_are_accepted(expression):
+    assert _located(expression) == []

@@ -25,7 +25,7 @@ def chosen(step: Step, action: Action, data: dict) -> list[dict]:
     shown = []
     for label, expression in ((step.approval.show if step.approval else None) or {}).items():
         try:
-            value = expressions.render(expression, {**data, "args": action.arguments})
+            value = expressions.render(expression, {**data, "args": action.arguments}, f"approval.show.{label}")
         except expressions.ExpressionError as e:
             value, failed = f"could not be computed: {e.message}", True
         else:

@@ -136,7 +136,8 @@ class Gate:
         """Evaluate the mission's auto-approval rule; when it holds, 'policy' approves (and it is recorded)."""
         emit = self.run.emitter(decision.request["step"])
         try:
-            result = expressions.render(approval.auto_approve_when, {**data, "args": action.arguments})
+            result = expressions.render(approval.auto_approve_when, {**data, "args": action.arguments},
+                                        "approval.auto_approve_when")
         except expressions.ExpressionError as e:
             emit(f"the auto-approval rule could not be evaluated: {e.message}")
             return
@@ -165,7 +166,8 @@ class Gate:
         choices = self.run.mission.verdict.choices if self.run.mission.verdict else ()
         if spec.get("verdict"):
             try:
-                note = text_of(expressions.render(spec.get("note"), data)) or reason
+                outcome = "on_timeout" if expired and approval and approval.on_timeout else "on_reject"
+                note = text_of(expressions.render(spec.get("note"), data, f"approval.{outcome}.note")) or reason
             except expressions.ExpressionError as e:
                 note = f"{reason} (the on_reject note could not be made: {e.message})"
             end: dict | None = {"verdict": spec["verdict"], "note": note}

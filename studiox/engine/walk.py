@@ -188,7 +188,7 @@ class Run:
         data = self.data(scope)
         if step.when is not None:
             try:
-                holds = expressions.render(step.when, data)
+                holds = expressions.render(step.when, data, "when")
             except expressions.ExpressionError as e:
                 return await self.failed(step, address, StepError("expression", e.message), 0)
             if not holds:
@@ -307,7 +307,7 @@ class Run:
         if proposer is not None:
             return await proposer(step, ctx)
         if step.approval is not None and step.approval.required:
-            return Action("step", step.id, {"kind": step.kind, "inputs": ctx.render(step.spec)})
+            return Action("step", step.id, {"kind": step.kind, "inputs": ctx.render(step.spec, step.kind)})
         return None
 
     async def foreach(self, step: Step, address: str, scope: Scope, data: dict) -> list:
@@ -318,7 +318,7 @@ class Run:
         it never becomes 'in doubt' for that reason.
         """
         try:
-            items = expressions.render(step.spec, data)
+            items = expressions.render(step.spec, data, "foreach")
         except expressions.ExpressionError as e:
             raise StepError("expression", e.message) from None
         if not isinstance(items, list):
@@ -392,10 +392,17 @@ class Run:
         data = self.data(root)
         try:
             chosen: dict = {"value": spec.value, "note": spec.note}
+            at = "verdict"
             if spec.value is None:
-                chosen = next((c for c in spec.cases if expressions.render(c["when"], data)), spec.otherwise or {})
-            value = expressions.render(chosen["value"], data)
-            note = text_of(expressions.render(chosen.get("note"), data))
+                at = "verdict.otherwise"
+                for i, case in enumerate(spec.cases):
+                    if expressions.render(case["when"], data, f"verdict.cases[{i}].when"):
+                        chosen, at = case, f"verdict.cases[{i}]"
+                        break
+                else:
+                    chosen = spec.otherwise or {}
+            value = expressions.render(chosen["value"], data, f"{at}.value")
+            note = text_of(expressions.render(chosen.get("note"), data, f"{at}.note"))
         except expressions.ExpressionError as e:
             raise Fail({"step": "verdict", "kind": "expression", "message": e.message}) from None
         if value not in spec.choices:

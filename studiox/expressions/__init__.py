@@ -11,14 +11,14 @@ Work is bounded by size (``limits``), so a hostile expression cannot hang or exh
 holds the built-ins; ``evaluate`` interprets.
 """
 
-from ..errors import ExpressionError
+from ..errors import ExpressionError, MissingValue
 from .evaluate import evaluate, render, steps_read, templates_in
 from .functions import FUNCTIONS, call_function, type_name
 from .limits import MAX_ITEMS, MAX_NESTING, MAX_SOURCE, MAX_STEPS, MAX_TEXT
 from .syntax import Expr, Path, Template, bare_braces, compile_expr, known_path, parse_template
 
 __all__ = [
-    "FUNCTIONS", "MAX_ITEMS", "MAX_NESTING", "MAX_SOURCE", "MAX_STEPS", "MAX_TEXT", "Expr", "ExpressionError", "Path",
-    "Template", "bare_braces", "call_function", "compile_expr", "evaluate", "known_path", "parse_template", "render",
-    "steps_read", "templates_in", "type_name",
+    "FUNCTIONS", "MAX_ITEMS", "MAX_NESTING", "MAX_SOURCE", "MAX_STEPS", "MAX_TEXT", "Expr", "ExpressionError",
+    "MissingValue", "Path", "Template", "bare_braces", "call_function", "compile_expr", "evaluate", "known_path",
+    "parse_template", "render", "steps_read", "templates_in", "type_name",
 ]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterator, Mapping
 
-from ..errors import ExpressionError
+from ..errors import ExpressionError, MissingValue
 from .functions import (
     CONSTANT_TIME,
     built,
@@ -21,16 +22,22 @@ from .functions import (
     type_name,
 )
 from .limits import CHARS_PER_STEP, ITEMS_PER_STEP, MAX_ITEMS, MAX_STEPS, MAX_TEXT
-from .syntax import CONSTANTS, Expr, parse_template
+from .syntax import CONSTANTS, Expr, exact_chain, parse_template
+
+# why a step's output or error is null, by the step's status
+_NULL_BECAUSE = {"skipped": "the step was skipped", "failed": "the step failed", "rejected": "the step was rejected",
+                 "succeeded": "the step succeeded"}
+_A = {"number": "a number", "true/false": "true or false", "text": "text"}
 
 
 class _Evaluator:
     """Walks a checked tree over plain data, charging every step of work to a budget."""
 
-    def __init__(self, context: dict, budget: int):
+    def __init__(self, context: Mapping, budget: int):
         self.context = context
         self.budget = budget
         self.steps = 0
+        self.optional = 0  # how many default() calls the evaluation is inside
         # sizes of the lists and mappings measured so far, by id (the value is kept, so the id stays
         # its own): data referred to many times is measured once, and charged each time
         self.sizes: dict[int, tuple[object, int, int]] = {}
@@ -83,7 +90,7 @@ class _Evaluator:
         raise ExpressionError(f"unknown name '{node.id}'")
 
     def _Attribute(self, node, scope):
-        return _lookup(self.run(node.value, scope), node.attr)
+        return self.lookup(node, self.run(node.value, scope), node.attr, scope)
 
     def _Subscript(self, node, scope):
         base = self.run(node.value, scope)
@@ -96,7 +103,48 @@ class _Evaluator:
             part = base[lo:hi:step]
             self.charge(len(part) // (CHARS_PER_STEP if isinstance(part, str) else ITEMS_PER_STEP))
             return part
-        return _lookup(base, self.run(node.slice, scope))
+        return self.lookup(node, base, self.run(node.slice, scope), scope)
+
+    def lookup(self, node, base, key, scope):
+        """``base.key`` or ``base[key]``; what is not there is a MissingValue naming the path as written."""
+        if isinstance(base, dict):
+            need(isinstance(key, str), f"a mapping is indexed by text, not {type_name(key)}")
+            if key in base:
+                return base[key]
+            if self.optional:
+                raise MissingValue("")
+            if isinstance(node.value, ast.Name) and node.value.id == "steps" and "steps" not in scope:
+                raise MissingValue(f"{_written(node)} has not run")
+            fields = ", ".join(itertools.islice(base, 20)) + (", …" if len(base) > 20 else "")
+            known = f"its fields: {quote(fields, 200)}" if base else "it has no fields"
+            raise MissingValue(f"{_written(node.value)} has no field {_key(key)} ({known})")
+        if isinstance(base, (list, str)):
+            need(isinstance(key, int) and not isinstance(key, bool),
+                 f"a {type_name(base)} is indexed by a whole number, not by {_key(key)}")
+            if -len(base) <= key < len(base):
+                return base[key]
+            if self.optional:
+                raise MissingValue("")
+            size = _count(len(base), "item" if isinstance(base, list) else "character")
+            raise MissingValue(f"{_written(node.value)}[{key}]: the {type_name(base)} has {size}")
+        what = f"field {_key(key)}" if isinstance(key, str) else f"item {_key(key)}"
+        if base is None:
+            if self.optional:
+                raise MissingValue("")
+            raise MissingValue(f"{_written(node.value)} is null{self.null_because(node.value, scope)}, so it has "
+                               f"no {what}")
+        raise ExpressionError(f"{_written(node.value)} is {_A.get(type_name(base), type_name(base))}, so it has no "
+                              f"{what}")
+
+    def null_because(self, node, scope) -> str:
+        """`` (the step was skipped)`` when ``node`` is ``steps.ID.output`` (or ``.error``) of a step
+        that did not give one."""
+        chain = exact_chain(node)
+        if chain is None or len(chain) != 3 or chain[0] != "steps" or "steps" in scope or \
+                chain[2] not in ("output", "error"):
+            return ""
+        status = ((self.context.get("steps") or {}).get(chain[1]) or {}).get("status")
+        return f" ({_NULL_BECAUSE[status]})" if status in _NULL_BECAUSE else ""
 
     def _BoolOp(self, node, scope):
         value = None
@@ -157,6 +205,15 @@ class _Evaluator:
 
     def _Call(self, node, scope):
         name = node.func.id
+        if name == "default" and len(node.args) == 2:  # the optional form: lazy, and a missing value is null
+            self.optional += 1  # (nobody reads the message of what is missing in here: it is not written)
+            try:
+                value = self.run(node.args[0], scope)
+            except MissingValue:
+                value = None
+            finally:
+                self.optional -= 1
+            return self.run(node.args[1], scope) if value is None else value
         args = [self.run(a, scope) for a in node.args]
         if name == "contains" and len(args) == 2:
             self.charge_membership(args[1], args[0])
@@ -214,17 +271,18 @@ class _Evaluator:
                         raise too_large("list")
 
 
-def _lookup(base, key):
-    if base is None:
-        return None  # null-safe, like GitHub Actions: a missing value reads as null
-    if isinstance(base, dict):
-        need(isinstance(key, str), f"a mapping is indexed by text, not {type_name(key)}")
-        return base.get(key)
-    if isinstance(base, (list, str)):
-        need(isinstance(key, int) and not isinstance(key, bool),
-              f"a {type_name(base)} is indexed by a whole number, not by {quote(repr(key), 40)}")
-        return base[key] if -len(base) <= key < len(base) else None
-    raise ExpressionError(f"{type_name(base)} has no field {quote(repr(key), 40)}")
+def _written(node: ast.AST) -> str:
+    """A path as the expression writes it, for messages."""
+    return quote(ast.unparse(node), 80)
+
+
+def _key(key) -> str:
+    """A key or index as a message shows it (a long one shortened before it is copied)."""
+    return quote(repr(key[:41] if isinstance(key, str) else key), 40)
+
+
+def _count(n: int, noun: str) -> str:
+    return "no " + noun + "s" if n == 0 else f"1 {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def _compare(op, a, b) -> bool:
@@ -241,15 +299,17 @@ def _compare(op, a, b) -> bool:
     return {ast.Lt: a < b, ast.LtE: a <= b, ast.Gt: a > b, ast.GtE: a >= b}[type(op)]
 
 
-def evaluate(expr: Expr, context: dict, *, budget: int = MAX_STEPS):
+def evaluate(expr: Expr, context: Mapping, *, budget: int = MAX_STEPS, at: str = ""):
     """Evaluate one compiled expression over ``context`` (plain JSON data, never modified).
 
-    The work it may do is ``budget`` steps; whatever goes wrong is an ExpressionError."""
-    where = f"(in '${{{{ {quote(expr.source)} }}}}')"
+    The work it may do is ``budget`` steps; whatever goes wrong is an ExpressionError (a
+    MissingValue for a field, item or step that is not there), whose message quotes the
+    expression and says where it is written (``at``, e.g. ``arguments.amount``), when given."""
+    where = f"(in '${{{{ {quote(expr.source)} }}}}'{' at ' + at if at else ''})"
     try:
         return _Evaluator(context, budget).run(expr.tree, {})
     except ExpressionError as e:
-        raise ExpressionError(f"{e.message} {where}", expr.source) from None
+        raise type(e)(f"{e.message} {where}", expr.source) from None
     except RecursionError:
         raise ExpressionError(f"the expression is nested too deeply {where}", expr.source) from None
     except MemoryError:
@@ -259,18 +319,21 @@ def evaluate(expr: Expr, context: dict, *, budget: int = MAX_STEPS):
         raise ExpressionError(f"the expression cannot be computed: {e} {where}", expr.source) from None
 
 
-def render(value, context: dict):
-    """Evaluate every ``${{ }}`` inside ``value`` (text, list or mapping), returning new data."""
+def render(value, context: Mapping, at: str = ""):
+    """Evaluate every ``${{ }}`` inside ``value`` (text, list or mapping), returning new data.
+
+    ``at`` is where ``value`` is written in the mission (``arguments``, ``verdict.cases[0].when``),
+    so that an error says which field its expression is in."""
     if isinstance(value, str):
         template = parse_template(value)
         if template is None:
             return value
         if template.whole is not None:
-            return evaluate(template.whole, context)
+            return evaluate(template.whole, context, at=at)
         pieces: list[str] = []
         size = 0
         for part in template.parts:
-            result = part if isinstance(part, str) else evaluate(part, context)
+            result = part if isinstance(part, str) else evaluate(part, context, at=at)
             if result is None:
                 piece = ""
             elif isinstance(result, str):
@@ -286,9 +349,9 @@ def render(value, context: dict):
             pieces.append(piece)
         return "".join(pieces)
     if isinstance(value, list):
-        return [render(v, context) for v in value]
+        return [render(v, context, f"{at}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: render(v, context) for k, v in value.items()}
+        return {k: render(v, context, f"{at}.{k}" if at else str(k)) for k, v in value.items()}
     return value
 
 

@@ -24,6 +24,16 @@ _TOO_DEEP = ("the expression is nested too deeply (more than {} levels of operat
 Path = tuple  # of str keys and int indexes, e.g. ('steps', 'extract', 'output', 'lines', 0, 'amount')
 
 
+class Each:
+    """In a path, any one item of a list: what a comprehension's variable stands for."""
+
+    def __repr__(self) -> str:
+        return "[*]"
+
+
+EACH = Each()
+
+
 @dataclass(frozen=True)
 class Expr:
     """One compiled expression: its source text and checked syntax tree."""
@@ -41,6 +51,13 @@ class Expr:
         """Every data path read, with its place in the source; constant whole-number indexes stay
         in the path (``a.b[0].c`` is ``('a', 'b', 0, 'c')``), a computed index ends it."""
         return [(path, _offset(self.source, node)) for path, node in _references(self.tree, frozenset())]
+
+    def item_reference_sites(self) -> list[tuple[Path, Path, int]]:
+        """Every path read through a comprehension's variable that goes through a known list, as
+        ``(full path, path as written, place in the source)``: in ``[r.classify.label for r in
+        steps.triage.output]``, ``r.classify.label`` is ``('steps', 'triage', 'output', EACH,
+        'classify', 'label')``, written ``('r', 'classify', 'label')``."""
+        return [(full, written, _offset(self.source, node)) for full, written, node in _item_references(self.tree, {})]
 
 
 @dataclass(frozen=True)
@@ -297,6 +314,39 @@ def _references(node: ast.AST, bound: frozenset[str]) -> Iterator[tuple[Path, as
         yield from _references(child, bound)
 
 
+def _item_references(node: ast.AST, bound: dict[str, Path | None]) -> Iterator[tuple[Path, Path, ast.AST]]:
+    """The paths read through comprehension variables; ``bound`` gives the path each variable stands
+    for (None when its list is computed)."""
+    if isinstance(node, (ast.ListComp, ast.GeneratorExp)):
+        inner = dict(bound)
+        for gen in node.generators:
+            yield from _item_references(gen.iter, inner)
+            chain = exact_chain(gen.iter)
+            if chain is not None and chain[0] in inner:
+                base = inner[chain[0]]
+                chain = None if base is None else (*base, *chain[1:])
+            elif chain is not None and chain[0] in CONSTANTS:
+                chain = None
+            inner[gen.target.id] = None if chain is None else (*chain, EACH)  # type: ignore[attr-defined]
+            for cond in gen.ifs:
+                yield from _item_references(cond, inner)
+        yield from _item_references(node.elt, inner)
+        return
+    chain = _chain(node)
+    if chain is not None:
+        base = bound.get(chain[0])
+        if base is not None:
+            yield (*base, *chain[1:]), chain, node
+        link = node
+        while isinstance(link, (ast.Attribute, ast.Subscript)):
+            if isinstance(link, ast.Subscript) and _index(link.slice) is None:
+                yield from _item_references(link.slice, bound)
+            link = link.value
+        return
+    for child in ast.iter_child_nodes(node):
+        yield from _item_references(child, bound)
+
+
 def _index(node: ast.AST) -> str | int | None:
     """The value of a constant index (``['a']``, ``[0]``, ``[-1]``); None for a computed one."""
     if isinstance(node, ast.Constant) and isinstance(node.value, (str, int)) and not isinstance(node.value, bool):
@@ -325,6 +375,18 @@ def _chain(node: ast.AST) -> Path | None:
             return (node.id, *reversed(parts))
         else:
             return None
+
+
+def exact_chain(node: ast.AST) -> Path | None:
+    """``a.b['c'][0]`` as ``('a', 'b', 'c', 0)``; None when it is not a path of constant names and indexes."""
+    parts: list[str | int] = []
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        key = node.attr if isinstance(node, ast.Attribute) else _index(node.slice)
+        if key is None:
+            return None
+        parts.append(key)
+        node = node.value
+    return (node.id, *reversed(parts)) if isinstance(node, ast.Name) else None
 
 
 def known_path(path: Path) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import expressions as ex
 from ..errors import Problem
 from .schema import suggest
-from .shapes import render_fields, undeclared_in_schema, undeclared_in_value
+from .shapes import output_problem
 from .yamlread import Located, render_path
 
 KINDS = ("worker", "tool", "retrieve", "set", "foreach", "branch", "fail", "finish")
@@ -48,6 +48,7 @@ class _Checker:
     check_paths: bool = True
     problems: list[Problem] = field(default_factory=list)
     steps: dict[str, _StepInfo] = field(default_factory=dict)
+    step_values: dict[str, object] | None = None  # each step as written, by id (once all are collected)
 
     def add(self, path: tuple, message: str, *, key: bool = False, offset: int | None = None) -> None:
         """A problem at ``path`` (its key, with ``key``; character ``offset`` inside its text, when given)."""
@@ -270,11 +271,16 @@ class _Checker:
         except ex.ExpressionError as e:
             self.add(path, e.message, offset=e.offset or 0)
             return
-        for expr in template.expressions if template else ():
+        for expr, start in template.located_expressions() if template else ():
             for full, _ in expr.reference_sites():
                 message = self.check_reference(ex.known_path(full), scope) or self.check_output_field(full)
                 if message:
                     self.add(path, message)
+            for full, written, offset in expr.item_reference_sites():  # r.x in [... for r in steps.loop.output]
+                if full[0] == "steps" and not self.check_reference(ex.known_path(full[:2]), scope):
+                    message = self.check_output_field(full, written)
+                    if message:
+                        self.add(path, message, offset=start + offset)
 
     def check_reference(self, chain: tuple[str, ...], scope: _Scope) -> str | None:
         root = chain[0]
@@ -323,28 +329,13 @@ class _Checker:
                     "(a step has output, status and error)")
         return None
 
-    def check_output_field(self, path: ex.Path) -> str | None:
-        """``steps.X.output.FIELD...`` where X declares the shape of its output: a worker's output
-        schema, a set step's keys. Only a shape known for sure is checked."""
-        if len(path) < 4 or path[0] != "steps" or path[2] != "output" or path[1] not in self.steps:
-            return None
-        step = self.loc.value_at(self.steps[path[1]].path)
-        if not isinstance(step, dict):
-            return None
-        if isinstance(step.get("worker"), dict) and isinstance(step["worker"].get("output"), dict):
-            missing = undeclared_in_schema(step["worker"]["output"], path[3:])
-            what = "its output schema declares"
-        elif isinstance(step.get("set"), dict):
-            missing = undeclared_in_value(step["set"], path[3:])
-            what = "the fields there are"
-        else:
-            return None
-        if missing is None:
-            return None
-        i, declared = missing
-        name, under = path[3 + i], render_fields(path[3:3 + i])
-        hint = suggest(name, declared) or f"; {what} {', '.join(map(str, declared[:10]))}"
-        return f"the output of the step '{path[1]}' has no field '{name}'{f' under {under!r}' if under else ''}{hint}"
+    def check_output_field(self, full: ex.Path, written: ex.Path | None = None) -> str | None:
+        """What a path provably gets wrong about the output of the step it reads, where that step
+        declares its output's shape (see shapes.py); ``written``: the path as written, when it goes
+        through a comprehension's variable."""
+        if self.step_values is None:
+            self.step_values = {sid: self.loc.value_at(info.path) for sid, info in self.steps.items()}
+        return output_problem(self.step_values, full, written or full)
 
     # ------------------------------------------------------------------ control flow
 

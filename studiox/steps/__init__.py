@@ -43,10 +43,11 @@ class StepContext:
     act: Callable[..., Any] | None = field(default=None, repr=False)
     resolve_model: Callable[..., Any] | None = field(default=None, repr=False)
 
-    def render(self, value):
-        """Evaluate the expressions inside ``value``; a failure is the step's error."""
+    def render(self, value, at: str = ""):
+        """Evaluate the expressions inside ``value``, written at ``at`` in the step (``arguments``,
+        ``worker.input``); a failure is the step's error, and says where."""
         try:
-            return expressions.render(value, self.data)
+            return expressions.render(value, self.data, at)
         except expressions.ExpressionError as e:
             raise StepError("expression", e.message) from None
 

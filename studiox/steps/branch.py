@@ -10,7 +10,7 @@ from . import StepContext
 
 async def execute(step: Step, ctx: StepContext) -> Any:
     for index, case in enumerate(step.spec["cases"]):
-        if ctx.render(case["when"]):
+        if ctx.render(case["when"], f"branch.cases[{index}].when"):
             ctx.emit(f"case {index + 1} holds: going to '{case['goto']}'", condition=case["when"])
             return {"goto": case["goto"], "case": index}
     target = step.spec.get("otherwise")

@@ -11,14 +11,15 @@ from . import StepContext
 
 
 async def execute_fail(step: Step, ctx: StepContext) -> Any:
-    message = ctx.render(step.spec)
+    message = ctx.render(step.spec, "fail")
     ctx.emit(f"the mission fails: {message}")
     return {"message": message if isinstance(message, str) else str(message)}
 
 
 async def execute_finish(step: Step, ctx: StepContext) -> Any:
     spec = {"verdict": step.spec} if isinstance(step.spec, str) else step.spec
-    verdict, note = ctx.render(spec["verdict"]), ctx.render(spec.get("note"))
+    verdict = ctx.render(spec["verdict"], "finish" if isinstance(step.spec, str) else "finish.verdict")
+    note = ctx.render(spec.get("note"), "finish.note")
     if note is not None and not isinstance(note, str):
         note = json.dumps(note, ensure_ascii=False)
     choices = ctx.mission.verdict.choices if ctx.mission.verdict else None

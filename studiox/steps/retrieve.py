@@ -13,10 +13,10 @@ PASSAGE_PREVIEW = 200  # characters of a passage on the rail
 
 async def execute(step: Step, ctx: StepContext) -> Any:
     spec = step.spec
-    query = ctx.render(spec["query"])
+    query = ctx.render(spec["query"], "retrieve.query")
     if not isinstance(query, str) or not query.strip():
         raise StepError("expression", f"the query must be text, not {query!r}")
-    where = ctx.render(spec.get("where")) or None
+    where = ctx.render(spec.get("where"), "retrieve.where") or None
     if where is not None and not isinstance(where, dict):
         raise StepError("expression", f"where must be a mapping of fields to values, not {where!r}")
     knowledge = ctx.ports.knowledge

@@ -9,4 +9,4 @@ from . import StepContext
 
 
 async def execute(step: Step, ctx: StepContext) -> Any:
-    return {name: ctx.render(expr) for name, expr in step.spec.items()}
+    return {name: ctx.render(expr, f"set.{name}") for name, expr in step.spec.items()}

@@ -12,7 +12,7 @@ from . import StepContext
 async def propose(step: Step, ctx: StepContext) -> Action:
     """The call about to be made, with what the integration says of the tool."""
     integration, tool = step.spec.split(".", 1)
-    arguments = ctx.render(step.arguments or {})
+    arguments = ctx.render(step.arguments or {}, "arguments")
     info = await ctx.ports.tools.describe(integration, tool) or {}
     read_only, why = bool(info.get("read_only")), "the integration annotates it read-only"
     if step.trust == "read_only":

@@ -42,7 +42,7 @@ async def execute(step: Step, ctx: StepContext) -> Any:
     settings = {**settings, **{k: spec[k] for k in ("temperature", "max_tokens") if k in spec}}
     schema = answer_schema(worker_output(spec))
     tools, names = await _tools(spec.get("tools") or [], ctx)
-    rendered = ctx.render(spec.get("input"))
+    rendered = ctx.render(spec.get("input"), "worker.input")
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": (
             f"{spec['instructions'].strip()}\n\nAnswer with one JSON object only, of this JSON Schema:\n"
