@@ -43,9 +43,9 @@ def make_engine(store, *, quiet: bool = False, ask: bool = False, silent: bool =
     board = Board(out) if live and not (silent or quiet) and out.is_terminal else None
 
     def show(event: dict) -> None:
-        if silent:
+        if silent or (quiet and event.get("via")):
             return
-        if board is not None:
+        if board is not None and not event.get("via"):
             board.on_event(event)
             board.start()
         if quiet:

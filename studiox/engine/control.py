@@ -6,12 +6,14 @@ decision) and caught once, by ``walk.Run.main``, which journals the run's end.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..adapters.ports import Ports
-from ..errors import StudioxError
+from ..errors import StepError, StudioxError
 from ..governance import DecisionQueue
 from ..mission import Mission, Step
 from ..state.journal import Journal, RunState
@@ -86,6 +88,12 @@ class EngineView(Protocol):
     rng: Callable[[], float]
     clock: Callable[[], float]
 
+    def child_run(self, parent: str, address: str, mission: Mission, inputs: dict,
+                  options: dict) -> tuple[str, bool]: ...
+
+    async def drive_async(self, run_id: str, *, resume: bool = False, retry_failed: bool = False,
+                          mission: Mission | None = None, via: str | None = None) -> Outcome: ...
+
 
 class RunView(Protocol):
     """What the gate, acting and the worker doors use of one drive (``walk.Run``)."""
@@ -107,3 +115,39 @@ class RunView(Protocol):
     def key_scope(self) -> str | None: ...
 
     def emitter(self, address: str) -> Callable[..., None]: ...
+
+
+# inside an item of a foreach that runs items concurrently: step results share commits (group commit)
+GROUPED: contextvars.ContextVar[bool] = contextvars.ContextVar("grouped", default=False)
+
+
+@dataclass
+class Scope:
+    """What expressions see at one place: the steps so far, and loop variables."""
+
+    steps: dict = field(default_factory=dict)
+    vars: dict = field(default_factory=dict)
+
+
+def first_of(problems: list[BaseException]) -> BaseException:
+    """The exception a foreach raises when items ended badly.
+
+    A bug (or a journal mismatch, or Ctrl-C) is never hidden behind a step error; then a
+    run-level signal; then a time-out's cancellation; then the first step error.
+    """
+    flat: list[BaseException] = []
+
+    def walk(errors):
+        for e in errors:
+            walk(e.exceptions) if isinstance(e, BaseExceptionGroup) else flat.append(e)
+
+    walk(problems)
+    ordinary = (*PRIORITY, asyncio.CancelledError, StepError)
+    for e in flat:
+        if not isinstance(e, ordinary):
+            return e
+    for kind in ordinary:
+        for e in flat:
+            if isinstance(e, kind):
+                return e
+    return flat[0]

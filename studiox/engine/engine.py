@@ -66,28 +66,39 @@ class Engine:
         self.prompt = prompt  # asks a person at a terminal; None parks the run instead
         self.decisions = DecisionQueue(store, clock)
 
-    def start(self, mission: Mission, inputs: dict, options: dict | None = None) -> str:
+    def start(self, mission: Mission, inputs: dict, options: dict | None = None, *, run_id: str | None = None,
+              parent: dict | None = None) -> str:
         """Create a run: register it and journal its start (with the mission snapshot).
 
         ``options`` are the run's settings from the command line (``model``, ``cache``,
-        ``replay``); they are journaled so that a resumed run keeps them.
+        ``replay``); they are journaled so that a resumed run keeps them. A child run (see
+        :meth:`child_run`) comes with its claimed ``run_id`` and its ``parent`` (run and step).
         """
-        options = options or {}
+        options = dict(options or {})
+        children = options.pop("children", None)  # a child run: its parent's snapshot of the missions below
+        if children is None and any(step.kind == "mission" for step in mission.walk()):
+            children = missions.descendants(mission)
         key = start_key(mission, inputs)
         if key is not None and not options.get("allow_duplicate"):
             self._refuse_duplicate(key, keys.live_runs(self.store, mission.name, key, other_than=""))
-        for _ in range(20):
+        if run_id is not None:
+            self.store.add_record(f"run:{run_id}", {"mission": mission.name, "created": self.clock()})
+        for _ in range(0 if run_id is not None else 20):
             run_id = self.new_id()
             if self.store.add_record(f"run:{run_id}", {"mission": mission.name, "created": self.clock()}):
                 break
-        else:  # pragma: no cover - 31^8 ids
-            raise StudioxError("could not find a free run id")
+        else:
+            if run_id is None:  # pragma: no cover - 31^8 ids
+                raise StudioxError("could not find a free run id")
+        assert run_id is not None
         self._journal(run_id).append(
             "run_started", run=run_id, mission=mission.name, version=mission.version, file=mission.file,
             path=str(Path(mission.file).resolve()),
             digest=mission.digest, source=mission.source, inputs=inputs, studiox=__version__,
             journal_format=JOURNAL_FORMAT, pid=os.getpid(), host=socket.gethostname(), user=os_user(),
             options=options, **({"key": key} if key is not None else {}),
+            **({"parent": parent} if parent is not None else {}),
+            **({"children": children} if children else {}),
         )
         if key is not None:
             keys.register(self.store, mission.name, key, run_id, self.clock())
@@ -116,7 +127,50 @@ class Engine:
         system it called was repaired); steps that finished are still never run again. ``mission``:
         the run's mission when the caller has it already (the run was just started with it); it is
         used only if it is the journaled snapshot (same digest), else the snapshot is parsed.
+
+        A sub-mission's run (a ``mission:`` step's child) is driven by its parent: resuming it
+        resumes the parent run, which takes the child up where it stopped.
         """
+        parent = self.parent_of(run_id)
+        if parent is not None and not retry_failed:
+            return self.drive(parent, resume=True)
+        return asyncio.run(self.drive_async(run_id, resume=resume, retry_failed=retry_failed, mission=mission))
+
+    def child_run(self, parent: str, address: str, mission: Mission, inputs: dict, options: dict) -> tuple[str, bool]:
+        """The run of a parent's ``mission:`` step at ``address``: claimed (``child:PARENT:ADDRESS``)
+        before it is started, so a parent resumed after a crash at any point takes up that same
+        child and never starts a second. Returns its id, and whether it had started already."""
+        claim = f"child:{parent}:{address}"
+        found = self.store.record(claim)
+        if found is None:
+            for _ in range(20):
+                candidate = self.new_id()
+                if self.store.record(f"run:{candidate}") is None:
+                    break
+            if not self.store.add_record(claim, {"run": candidate, "at": self.clock()}):
+                found = self.store.record(claim)
+        run_id = found["run"] if found is not None else candidate
+        if self.store.last_seq(run_id) > 0:
+            return run_id, True
+        self.start(mission, inputs, options, run_id=run_id, parent={"run": parent, "step": address})
+        return run_id, False
+
+    def parent_of(self, run_id: str) -> str | None:
+        """The unfinished run a child run serves (its ``mission:`` step), if any; the top one."""
+        first = self.store.event(run_id, 1) or {}
+        parent = (first.get("parent") or {}).get("run")
+        if parent is None:
+            return None
+        last = self.store.last_event(parent) or {}
+        if last.get("type") == "run_finished":
+            return None
+        return self.parent_of(parent) or parent
+
+    async def drive_async(self, run_id: str, *, resume: bool = False, retry_failed: bool = False,
+                          mission: Mission | None = None, via: str | None = None) -> Outcome:
+        """:meth:`drive` inside an event loop. A parent run awaits its child's drive: ``via`` names
+        the parent's step (``payment``; ``payment/pay`` a level further down)."""
+        nested = via is not None
         with RunLock(self.store.home, run_id):
             state = self._resumable(run_id, retry_failed=retry_failed)
             started = state.started
@@ -125,15 +179,16 @@ class Engine:
                 snapshot_file = started.get("path") or started["file"]
                 mission = missions.from_snapshot(started["source"], snapshot_file, started["digest"])
             changed = _file_changed(started)
-            journal = self._journal(run_id)
-            self.telemetry = otel.from_environment(run_id, mission.name)  # (None unless asked for)
+            journal = self._journal(run_id, via=via)
+            if not nested:
+                self.telemetry = otel.from_environment(run_id, mission.name)  # (None unless asked for)
             try:
                 if resume:
                     journal.append("run_resumed", pid=os.getpid(), host=socket.gethostname(), user=os_user(),
                                    mission_changed=changed)
-                outcome = asyncio.run(Run(self, mission, state, journal).main())
+                outcome = await Run(self, mission, state, journal, via=via).main()
             finally:
-                if self.telemetry is not None:
+                if self.telemetry is not None and not nested:
                     self.telemetry.end()
                     self.telemetry = None
             outcome.mission_changed = changed
@@ -212,8 +267,18 @@ class Engine:
                      models=LiteLLMModels(replay, sleep=self.sleep),
                      knowledge=Knowledge(mission.knowledge, mission.base_dir, self.store.home / "knowledge"))
 
-    def _journal(self, run_id: str) -> Journal:
+    def _journal(self, run_id: str, *, via: str | None = None) -> Journal:
+        if via is not None:
+            return Journal(self.store, run_id, clock=self.clock,
+                           after_append=lambda event: self._child_event(event, run_id, via))
         return Journal(self.store, run_id, clock=self.clock, after_append=self._after_append)
+
+    def _child_event(self, event: dict, run_id: str, via: str) -> None:
+        """A child run's event: on the parent's rail, marked as the child's; ``VIA:SEQ`` is a kill point."""
+        if self.listener:
+            self.listener({**event, "child": run_id, "via": via})
+        if self.kill_after_event in (f"{via}:{event['seq']}", event["type"]):
+            os.kill(os.getpid(), signal.SIGKILL)  # test door, as for the run's own events
 
     def _after_append(self, event: dict) -> None:
         if self.telemetry is not None:

@@ -10,12 +10,11 @@ next step starts.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import hashlib
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from .. import expressions, secrets
@@ -29,30 +28,21 @@ from ..state import keys
 from ..state.journal import Journal, RunState
 from ..state.store import unstorable
 from ..steps import StepContext, executor_for, proposer_for
-from . import acting
-from .control import PRIORITY, Cancelled, EngineView, Fail, Finish, Outcome, Park, Rejected
+from . import acting, compose
+from .control import GROUPED, Cancelled, EngineView, Fail, Finish, Outcome, Park, Rejected, Scope, first_of
 from .gate import DEADLINES, Gate, text_of
 
 CANCEL_POLL = 0.05  # seconds between looks for a cancel request from another process
 # steps that only compute, with no outside effect and nothing to wait for: their start is journaled
 # with their result, in one commit
 INSTANT = frozenset({"set", "branch", "finish", "retrieve", "fail"})
-# inside an item of a foreach that runs items concurrently: step results share commits (group commit)
-GROUPED: contextvars.ContextVar[bool] = contextvars.ContextVar("grouped", default=False)
-
-
-@dataclass
-class Scope:
-    """What expressions see at one place: the steps so far, and loop variables."""
-
-    steps: dict = field(default_factory=dict)
-    vars: dict = field(default_factory=dict)
 
 
 class Run:
     """One drive of one run."""
 
-    def __init__(self, engine: EngineView, mission: Mission, state: RunState, journal: Journal):
+    def __init__(self, engine: EngineView, mission: Mission, state: RunState, journal: Journal,
+                 via: str | None = None):
         secrets.remember_environment()  # credentials in the environment are masked in all the run writes
         self.engine = engine
         self.mission = mission
@@ -67,6 +57,9 @@ class Run:
             "run": {"id": self.run_id, "started_at": started.get("at")},
         }
         self.options: dict = started.get("options") or {}
+        self.children: dict = started.get("children") or {}  # the missions its mission steps run, as journaled
+        self.via = via  # a child run: the parent's step that drives it (``payment``, ``payment/pay``)
+        self.depth = len(via.split("/")) if via else 0
         self.ports: Ports = engine.ports(mission, self.run_id, self.options)
         self.observations = list(state.observations)
         self.gate = Gate(self)
@@ -81,10 +74,12 @@ class Run:
             root = Scope()
             await self.sequence(self.mission.steps, "", root)
             verdict, note = self.verdict(root)
-            self.journal.append("run_finished", status="succeeded", verdict=verdict, note=note)
+            self.journal.append("run_finished", status="succeeded", verdict=verdict, note=note,
+                                **self.outputs(root))
             return Outcome(self.run_id, "succeeded", verdict, note)
         except Finish as f:
-            self.journal.append("run_finished", status="succeeded", verdict=f.verdict, note=f.note)
+            self.journal.append("run_finished", status="succeeded", verdict=f.verdict, note=f.note,
+                                **self.outputs(root))
             return Outcome(self.run_id, "succeeded", f.verdict, f.note)
         except Fail as f:
             self.journal.append("run_finished", status="failed", error=f.error)
@@ -229,6 +224,10 @@ class Run:
         """One attempt: propose, pass the gate, act (exactly once when it changes the world)."""
         if step.kind == "foreach":
             return await self.foreach(step, address, scope, data)
+        if step.kind == "parallel":
+            return await compose.parallel(self, step, address, scope)
+        if step.kind == "mission" and not (step.approval and step.approval.required):
+            return await compose.submission(self, step, address, data)
         ctx = StepContext(step=step, address=address, attempt=attempt, run_id=self.run_id, mission=self.mission,
                           data=data, ports=self.ports, emit=self.emitter(address), key_scope=self.key_scope)
         if step.kind == "worker":
@@ -415,6 +414,11 @@ class Run:
     def data(self, scope: Scope) -> dict:
         return {**self.base, "steps": scope.steps, **scope.vars}
 
+    def outputs(self, root: Scope) -> dict:
+        """``{"outputs": ...}`` for ``run_finished`` when the mission declares outputs, else nothing."""
+        found = compose.outputs(self, self.data(root))
+        return {} if found is None else {"outputs": found}
+
     def emitter(self, address: str):
         def emit(message: str, **data) -> None:
             event = self.journal.note("observation", step=address, message=message, **({"data": data} if data else {}))
@@ -459,27 +463,3 @@ async def _within(seconds: float, work) -> Any:
             raise  # some other time limit, below: not this step's
         raise StepError("timeout", f"the step took longer than its time limit of {seconds:g}s",
                         outcome_unknown=True) from None
-
-
-def first_of(problems: list[BaseException]) -> BaseException:
-    """The exception a foreach raises when items ended badly.
-
-    A bug (or a journal mismatch, or Ctrl-C) is never hidden behind a step error; then a
-    run-level signal; then a time-out's cancellation; then the first step error.
-    """
-    flat: list[BaseException] = []
-
-    def walk(errors):
-        for e in errors:
-            walk(e.exceptions) if isinstance(e, BaseExceptionGroup) else flat.append(e)
-
-    walk(problems)
-    ordinary = (*PRIORITY, asyncio.CancelledError, StepError)
-    for e in flat:
-        if not isinstance(e, ordinary):
-            return e
-    for kind in ordinary:
-        for e in flat:
-            if isinstance(e, kind):
-                return e
-    return flat[0]

@@ -81,7 +81,9 @@ class Step:
     trust_reason: str | None = None
     steps: tuple[Step, ...] = ()  # foreach
     item_name: str = "item"  # foreach
-    concurrency: int = 1  # foreach
+    concurrency: int = 1  # foreach, parallel
+    branches: tuple[tuple[str, tuple[Step, ...]], ...] = ()  # parallel: (name, steps) in order
+    inputs: dict | None = None  # mission: the child's inputs, as written
 
     @property
     def title(self) -> str:
@@ -123,6 +125,7 @@ class Mission:
     budget: dict | None = None
     verdict: Verdict | None = None
     key: str | None = None  # an expression naming the business object a run is about
+    outputs: dict | None = None  # name → value or expression: what a parent's mission step reads
 
     @property
     def default_model(self) -> Model | None:
@@ -141,6 +144,8 @@ class Mission:
             for s in steps:
                 yield s
                 yield from _walk(s.steps)
+                for _, branch in s.branches:
+                    yield from _walk(branch)
         yield from _walk(self.steps)
 
 
@@ -231,6 +236,7 @@ def _build(data: dict, file: str, text: str) -> Mission:
         budget=data.get("budget"),
         verdict=verdict,
         key=data.get("key"),
+        outputs=data.get("outputs"),
     )
 
 
@@ -271,6 +277,8 @@ def _step(raw: dict, path: tuple) -> Step:
                 quorum_when=a.get("quorum_when"),
             )
     children = tuple(_step(s, (*path, "steps", i)) for i, s in enumerate(raw.get("steps", ())))
+    branches = tuple((name, tuple(_step(s, (*path, "parallel", "branches", name, i)) for i, s in enumerate(steps)))
+                     for name, steps in raw["parallel"]["branches"].items()) if kind == "parallel" else ()
     return Step(
         id=raw["id"],
         kind=kind,
@@ -289,5 +297,32 @@ def _step(raw: dict, path: tuple) -> Step:
         trust_reason=raw.get("trust_reason"),
         steps=children,
         item_name=raw.get("as", "item"),
-        concurrency=raw.get("concurrency", 1),
+        concurrency=raw["parallel"].get("concurrency", len(branches)) if kind == "parallel" else raw.get("concurrency", 1),
+        branches=branches,
+        inputs=raw.get("inputs") if kind == "mission" else None,
     )
+
+
+MAX_DEPTH = 5  # missions running missions: how deep a chain of mission steps may go
+
+
+def submission_path(mission: Mission, step: Step) -> Path:
+    """The file a ``mission:`` step runs, relative to its own mission's file."""
+    return (Path(mission.file).resolve().parent / step.spec).resolve()
+
+
+def descendants(mission: Mission, _seen: frozenset[str] = frozenset()) -> dict[str, dict]:
+    """Every mission a mission runs through ``mission:`` steps, however deep, by absolute path:
+    ``{path: {source, digest}}``: journaled with a run, so a resumed run runs the same children."""
+    found: dict[str, dict] = {}
+    for step in mission.walk():
+        if step.kind != "mission":
+            continue
+        path = str(submission_path(mission, step))
+        if path in found or path in _seen:
+            continue  # (a cycle is a validation error; here it only must not loop)
+        text = read_source(path)
+        child = loads(text, path)
+        found[path] = {"source": text, "digest": child.digest}
+        found.update(descendants(child, _seen | {path}))
+    return found

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from .. import expressions as ex
 from ..errors import Problem
+from .compose_checks import check_mission_step, missing_output
 from .schema import suggest
 from .shapes import output_problem
 from .yamlread import Located, render_path
 
-KINDS = ("worker", "tool", "retrieve", "set", "foreach", "branch", "fail", "finish")
+KINDS = ("worker", "tool", "retrieve", "set", "foreach", "parallel", "mission", "branch", "fail", "finish")
 ROOTS = ("inputs", "steps", "mission", "run")
 STEP_FIELDS = ("output", "status", "error")
 _SECRET_HEADER = re.compile(r"authorization|token|secret|password|cookie|api[-_]?key", re.I)
@@ -78,6 +79,9 @@ class _Checker:
         self.check_list(steps, ("steps",), frozenset(), frozenset())
         top_ids = [s.get("id") for s in steps if isinstance(s, dict)]
         self.check_verdict(top_ids)
+        for name, value in self.section("outputs").items():  # computed as the run finishes
+            for sub, text in ex.templates_in(value, ("outputs", name)):
+                self.check_text(text, sub, _Scope(frozenset(i for i in top_ids if isinstance(i, str))))
         if isinstance(self.data.get("key"), str):  # set once the steps it reads have run: any top-level step
             self.check_text(self.data["key"], ("key",), _Scope(frozenset(i for i in top_ids if isinstance(i, str))))
         return self.problems
@@ -95,6 +99,8 @@ class _Checker:
                 self.steps[sid] = _StepInfo((*path, i), path, inside)
             if isinstance(step.get("steps"), list):
                 self.collect(step["steps"], (*path, i, "steps"), sid)
+            for name, branch in _branches(step):
+                self.collect(branch, (*path, i, "parallel", "branches", name), sid)
 
     # ------------------------------------------------------------------ sections
 
@@ -173,6 +179,8 @@ class _Checker:
                 if var in ROOTS or var == "loop":
                     self.add((*spath, "as"), f"'{var}' is a reserved name; call the item something else")
                 self.check_list(step["steps"], (*spath, "steps"), frozenset(outer | seen), loop_vars | {var, "loop"})
+            for name, branch in _branches(step):  # each branch sees what ran before, not the other branches
+                self.check_list(branch, (*spath, "parallel", "branches", name), frozenset(outer | seen), loop_vars)
             if sid:
                 seen.add(sid)
         self.check_flow(steps, path)
@@ -180,7 +188,7 @@ class _Checker:
     def check_step(self, step: dict, path: tuple, kind: str | None, scope: _Scope) -> None:
         for key, value in step.items():
             if key in ("id", "name", "description", "steps", "as", "concurrency", "retry", "timeout", "trust",
-                       "trust_reason", "budget"):
+                       "trust_reason", "budget", "parallel") or (key == "mission" and kind == "mission"):
                 continue
             own = _Scope(scope.visible - {scope.current}, scope.current, scope.loop_vars, scope.extra)
             if key == "approval" and isinstance(value, dict):
@@ -211,6 +219,8 @@ class _Checker:
                 self.check_text(text, sub, own)
         if kind == "tool" and isinstance(step.get("tool"), str):
             self.check_tool_name(step["tool"], (*path, "tool"))
+        if kind == "mission":
+            check_mission_step(self, step, path)
         if kind == "retrieve" and isinstance(step.get("retrieve"), dict):
             source = step["retrieve"].get("from")
             names = self.section("knowledge")
@@ -335,6 +345,10 @@ class _Checker:
         through a comprehension's variable."""
         if self.step_values is None:
             self.step_values = {sid: self.loc.value_at(info.path) for sid, info in self.steps.items()}
+        if len(full) >= 3 and full[0] == "steps" and full[2] == "output":
+            value = self.step_values.get(full[1]) if isinstance(full[1], str) else None
+            if isinstance(value, dict) and "mission" in value:  # a child run's verdict and declared outputs
+                return missing_output(self, value, tuple(full[3:]))
         return output_problem(self.step_values, full, written or full)
 
     # ------------------------------------------------------------------ control flow
@@ -445,3 +459,12 @@ def _env_name(header: str) -> str:
 def check(located: Located, *, check_paths: bool = True) -> list[Problem]:
     """Every semantic problem of a loaded mission; ``check_paths`` also checks the files it names."""
     return _Checker(located, check_paths=check_paths).run()
+
+
+def _branches(step: dict) -> list[tuple[str, list]]:
+    """A parallel step's branches (name, steps), as far as they are well formed."""
+    spec = step.get("parallel")
+    branches = spec.get("branches") if isinstance(spec, dict) else None
+    if not isinstance(branches, dict):
+        return []
+    return [(name, steps) for name, steps in branches.items() if isinstance(steps, list)]

@@ -43,6 +43,15 @@ class TestFile:
     cases: list[Case]
     located: yamlread.Located
     problems: list[Problem] = field(default_factory=list)
+    family: list[Mission] = field(default_factory=list)  # the mission and those its mission steps run
+
+    def integrations(self) -> dict[str, tuple[Mission, dict]]:
+        """Every integration the family uses, by name, with the mission declaring it (first wins)."""
+        found: dict[str, tuple[Mission, dict]] = {}
+        for mission in self.family or [self.mission]:
+            for name, spec in mission.integrations.items():
+                found.setdefault(name, (mission, spec))
+        return found
 
     def where(self, path: tuple) -> str:
         """``invoice.test.yaml:42`` for a path into the file."""
@@ -96,7 +105,10 @@ def load(path: Path) -> TestFile:
         line, col = located.where(("mission",))
         raise MissionInvalid([Problem(name, line, col, "mission", f"the mission {mission_file} does not exist")])
     mission = load_mission(mission_file)  # its own problems, located in the mission file
-    file = TestFile(path, mission, [], located)
+    from ..mission import descendants, loads
+
+    family = [mission] + [loads(child["source"], child_path) for child_path, child in descendants(mission).items()]
+    file = TestFile(path, mission, [], located, family=family)
     defaults = data.get("defaults") or {}
     if defaults.get("models"):
         from ..replay_checks import replay_problems
@@ -142,8 +154,9 @@ class Checks:
     def __init__(self, file: TestFile, case: Case):
         self.file, self.case = file, case
         self.mission = file.mission
-        self.steps = {s.id: s for s in self.mission.walk()}
-        self.called = _tools_called(self.mission)
+        self.steps = {s.id: s for m in file.family for s in m.walk()}
+        self.called = set().union(*(_tools_called(m) for m in file.family))
+        self.integrations = file.integrations()
 
     def add(self, path: tuple, message: str, *, key: bool = False) -> None:
         self.file.problems.append(_problem(self.file, path, message, key=key))
@@ -159,9 +172,9 @@ class Checks:
         for target in self.case.tools:
             self.tool(self.origin("tools", target), target)
         for integration in self.case.real:
-            if integration not in self.mission.integrations:
+            if integration not in self.integrations:
                 self.add(self.origin("real", integration)[:-1], f"'{integration}' is not an integration of the mission"
-                         f"{suggest(integration, self.mission.integrations)}")
+                         f"{suggest(integration, self.integrations)}")
         for address in self.case.decisions:
             self.step(self.origin("decisions", address), address, key=True)
         self.expectations()
@@ -194,7 +207,7 @@ class Checks:
             self.file.problems += replay_problems(self.mission, self.file.located, (*self.case.at, "models"))
 
     def step(self, at: tuple, address: str, *, key: bool = False, kind: str | None = None) -> None:
-        sid = step_id(address)
+        sid = step_id(address.rsplit("/", 1)[-1])  # (payment/pay: the step pay of the sub-mission at payment)
         step = self.steps.get(sid)
         if step is None:
             self.add(at, f"the mission has no step '{sid}'{suggest(sid, self.steps)}", key=key)
@@ -204,9 +217,9 @@ class Checks:
 
     def tool(self, at: tuple, target: str) -> None:
         integration = target.split(".", 1)[0]
-        if integration not in self.mission.integrations:
+        if integration not in self.integrations:
             self.add(at, f"'{integration}' is not an integration of the mission"
-                     f"{suggest(integration, self.mission.integrations)}", key=True)
+                     f"{suggest(integration, self.integrations)}", key=True)
         elif target not in self.called:
             self.add(at, f"the mission does not call {target}{suggest(target, self.called)}"
                      f" (it calls: {', '.join(sorted(self.called)) or 'no tools'})", key=True)

@@ -21,18 +21,19 @@ from .cases import Case
 CALLS_FILE = "calls.jsonl"
 
 
-async def describe_all(mission: Mission, integrations: list[str]) -> dict[str, dict[str, dict]]:
-    """What the real servers say of their tools: ``{integration: {tool: describe()}}``."""
+async def describe_all(integrations: dict[str, tuple[Mission, dict]]) -> dict[str, dict[str, dict]]:
+    """What the real servers say of their tools: ``{integration: {tool: describe()}}``; each server
+    started as the mission declaring it starts it (from that mission's folder)."""
     from ..adapters.mcp import MCPTools
 
-    door = MCPTools({name: mission.integrations[name] for name in integrations}, mission.base_dir)
     found: dict[str, dict[str, dict]] = {}
-    try:
-        for integration in integrations:
-            listing = await door.list_tools(integration)
-            found[integration] = {tool: await door.describe(integration, tool) for tool in listing}
-    finally:
-        await door.close()
+    for name, (mission, spec) in integrations.items():
+        door = MCPTools({name: spec}, mission.base_dir)
+        try:
+            listing = await door.list_tools(name)
+            found[name] = {tool: await door.describe(name, tool) for tool in listing}
+        finally:
+            await door.close()
     return found
 
 

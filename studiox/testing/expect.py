@@ -122,7 +122,7 @@ def _holds(text: str, played: Played) -> str | None:
 def _decisions(wanted: dict, played: Played, at: tuple, fail) -> None:
     asked = [d for d in played.decisions if not d["in_doubt"]]
     for address, expected in wanted.items():
-        found = [d for d in asked if d["step"] == address or step_id(d["step"]) == address]
+        found = [d for d in asked if address in _names(d)]
         if expected is False:
             if found:
                 fail((*at, address), f"the step '{address}' reached the Decision Queue ({found[0]['action']} "
@@ -141,10 +141,17 @@ def _decisions(wanted: dict, played: Played, at: tuple, fail) -> None:
                     fail((*at, address, "arguments", name), f"{first['action']} was proposed with {name} = "
                          f"{_shown(first['arguments'].get(name, _MISSING))}, expected {_shown(value)}")
     listed = set(wanted)
-    extra = [d for d in asked if d["step"] not in listed and step_id(d["step"]) not in listed]
+    extra = [d for d in asked if not listed & set(_names(d))]
     for d in extra:
         fail(at, f"the step '{d['step']}' also reached the Decision Queue ({d['action']} {_shown(d['arguments'])}); "
              "list it here, or say false")
+
+
+def _names(decision: dict) -> list[str]:
+    """How a case may name the step a decision was asked at: its address, its id, and within a
+    sub-mission also ``VIA/ADDRESS`` (``payment/pay``)."""
+    names = [decision["step"], step_id(decision["step"])]
+    return names + ([f"{decision['via']}/{decision['step']}"] if decision.get("via") else [])
 
 
 class _Missing:

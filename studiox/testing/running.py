@@ -50,7 +50,7 @@ class CaseError(StudioxError):
     """A case could not be played (not an expectation that failed: the run could not go on)."""
 
 
-def play(tf: TestFile, case: Case, home: Path, descriptions: dict, *, kill_at: int | None = None,
+def play(tf: TestFile, case: Case, home: Path, descriptions: dict, *, kill_at: int | str | None = None,
          fork: bool = True) -> Played:
     """Run a case to its end (or to a decision it does not script), killing it after event ``kill_at``."""
     used: dict[str, int] = {}
@@ -81,7 +81,7 @@ def play(tf: TestFile, case: Case, home: Path, descriptions: dict, *, kill_at: i
     return observe(home, stopped=stopped, killed=killed)
 
 
-def _segment(tf: TestFile, case: Case, home: Path, descriptions: dict, kill_at: int | None) -> None:
+def _segment(tf: TestFile, case: Case, home: Path, descriptions: dict, kill_at: int | str | None) -> None:
     """Start the case's run, or resume it; drive it until it ends or parks."""
     from ..engine import Engine
 
@@ -127,13 +127,27 @@ def _in_child(work) -> bool:
 
 
 def _the_run(store) -> str | None:
-    runs = store.run_ids()
-    return runs[0] if runs else None
+    """The case's run: the one no other run started (its sub-missions' runs are its children)."""
+    for run_id in store.run_ids():
+        if not (store.event(run_id, 1) or {}).get("parent"):
+            return run_id
+    return None
+
+
+def _children(store, run_id: str) -> list[tuple[str, str]]:
+    """(run, via) of every run below ``run_id`` (its mission steps' runs, theirs, ...)."""
+    found = []
+    for key, claim in store.records(f"child:{run_id}:"):
+        via = key.split(":", 2)[2]
+        found.append((claim["run"], via))
+        found += [(child, f"{via}/{below}") for child, below in _children(store, claim["run"])]
+    return found
 
 
 def _decide(store, run_id: str, case: Case, used: dict[str, int], home: Path) -> str | None:
     """Make the pending decisions of the run that the case scripts; why not, when one is not."""
-    pending = [d for d in api.list_decisions(store) if d.run_id == run_id]
+    pending = list(api.list_decisions(store))  # the case's run's, and its sub-missions' runs'
+
     if not pending:
         return None  # decided already (the kill came after the decision): resume
     for decision in pending:
@@ -144,8 +158,11 @@ def _decide(store, run_id: str, case: Case, used: dict[str, int], home: Path) ->
                 return stop
             continue
         address = request["step"]
-        scripted = case.decisions.get(address) or case.decisions.get(step_id(address))
-        slot = address if address in case.decisions else step_id(address)
+        via = next((v for c, v in _children(store, run_id) if c == decision.run_id), None)
+        names = [f"{via}/{address}"] if via else []
+        names += [address, step_id(address)]
+        slot = next((n for n in names if n in case.decisions), names[-1])
+        scripted = case.decisions.get(slot)
         index = used.get(slot, 0)
         if not scripted or index >= len(scripted):
             return f"the run waits for a decision the case does not script: {request['action']['target']} at " \
@@ -203,14 +220,19 @@ def observe(home: Path, *, stopped: str | None = None, killed: bool = False) -> 
         finished = state.finished or {}
         steps = {address: {"status": ev["status"], "output": ev.get("output"), "error": ev.get("error")}
                  for address, ev in state.done.items()}
-        decisions = [{"step": d.request["step"], "action": d.request["action"]["target"],
+        below = _children(store, run_id)
+        via = dict(below)
+        decisions = [{"step": d.request["step"], "via": via.get(d.run_id), "action": d.request["action"]["target"],
                       "arguments": d.request["action"]["arguments"], "in_doubt": bool(d.request.get("in_doubt")),
                       "status": d.status}
-                     for d in api.list_decisions(store, include_all=True) if d.run_id == run_id]
+                     for d in api.list_decisions(store, include_all=True) if d.run_id == run_id or d.run_id in via]
+        points: list[tuple] = [(e["seq"], e["type"]) for e in events]
+        for child, at in below:  # a sub-mission's events are kill points too: VIA:SEQ
+            points += [(f"{at}:{e['seq']}", e["type"]) for e in store.events(child)]
         error = finished.get("error") or {}
         return Played(run_id, state.status(driven=False), state.verdict, finished.get("note"),
                       error.get("message") if isinstance(error, dict) else str(error), steps, decisions,
-                      read_calls(home), [(e["seq"], e["type"]) for e in events],
+                      read_calls(home), points,
                       (state.started or {}).get("inputs", {}), stopped, killed)
     finally:
         store.close()

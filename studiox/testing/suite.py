@@ -42,7 +42,7 @@ class _Job:
     case: Case
     descriptions: dict
     home: Path
-    kill_at: int | None = None
+    kill_at: int | str | None = None
     played: Played | None = None
     error: str | None = None
     seconds: float = 0.0
@@ -105,11 +105,13 @@ def _descriptions(tf: TestFile, cases: list[Case]) -> dict:
     from .cases import _tools_called
 
     real_everywhere = set(cases[0].real).intersection(*(c.real for c in cases[1:]))
-    needed = sorted({target.split(".", 1)[0] for target in _tools_called(tf.mission)} - real_everywhere)
+    used = {target.split(".", 1)[0] for m in tf.family for target in _tools_called(m)}
+    known = tf.integrations()
+    needed = sorted(name for name in used - real_everywhere if name in known)
     if not needed:
         return {}
     try:
-        return asyncio.run(describe_all(tf.mission, needed))
+        return asyncio.run(describe_all({name: known[name] for name in needed}))
     except StepError as e:
         raise CaseError(f"the test needs the descriptions of {', '.join(needed)} from their servers: {e.message}") \
             from None

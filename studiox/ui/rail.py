@@ -66,7 +66,10 @@ _INSTANT = {"set", "branch", "fail", "finish"}
 
 
 def live_line(event: dict) -> str | None:
-    """The line printed for an event as a run goes on (rich markup), or None to stay quiet."""
+    """The line printed for an event as a run goes on (rich markup), or None to stay quiet. A child
+    run's event (a ``mission:`` step's, marked ``via``) is indented under the step that runs it."""
+    if event.get("via"):
+        return _child_line(event)
     kind, step = event["type"], escape(str(event.get("step", "")))
     if kind == "run_started":
         return f"run [bold]{event['run']}[/] · mission {escape(event['mission'])} · started {when(event['at'])}"
@@ -127,6 +130,19 @@ def live_line(event: dict) -> str | None:
     if kind == "run_finished":
         return finished_line(event)
     return None
+
+
+def _child_line(event: dict) -> str | None:
+    via = str(event["via"])
+    indent = "    " * (via.count("/") + 1)
+    if event["type"] == "run_started":
+        return f"{indent}[cyan]↳[/] {escape(via)} runs mission {escape(event['mission'])} as run [bold]{event['run']}[/]"
+    if event["type"] == "run_finished":
+        return f"{indent}[cyan]↳[/] {escape(via)}: " + (finished_line(event) or "")
+    if event["type"] == "run_resumed":
+        return None
+    line = live_line({k: v for k, v in event.items() if k not in ("via", "child")})
+    return f"{indent}{line}" if line else None
 
 
 def rail_lines(events: list[dict]) -> list[str]:
