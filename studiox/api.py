@@ -167,7 +167,19 @@ def check_replay(replay: str | Path, mission: Mission | None) -> list[Problem]:
 
 
 async def tools(mission: Mission) -> list[dict]:
-    """Every tool of every integration of a mission, with what studiox will do when a step calls it."""
+    """Every tool of every integration of a mission (and of the missions its ``mission:`` steps
+    run, each row naming its mission), with what studiox will do when a step calls it."""
+    from .mission import descendants, loads
+
+    family = [mission] + [loads(child["source"], path) for path, child in descendants(mission).items()]
+    rows = []
+    for member in family:
+        found = await _tools_of(member)
+        rows += [{**row, "mission": member.name} if member is not mission else row for row in found]
+    return rows
+
+
+async def _tools_of(mission: Mission) -> list[dict]:
     from .adapters.mcp import MCPTools, annotations_summary
     from .errors import StepError
 

@@ -265,7 +265,7 @@ class DecisionQueue:
     def request(self, *, run_id: str, mission: str, step: str, action: Action, evidence: list, explain: str | None,
                 timeout: float | None, in_doubt: bool = False, slot: str | None = None, key: str | None = None,
                 new_id=None, rules: dict | None = None, shown: list | None = None, title: str | None = None,
-                description: str | None = None) -> Decision:
+                description: str | None = None, parent: dict | None = None) -> Decision:
         """File a pending decision for ``slot`` of a run; returns it with its short id.
 
         The slot is claimed first (``slot:RUN:SLOT`` → id), then the decision is written: a crash
@@ -279,7 +279,8 @@ class DecisionQueue:
         record = {"run": run_id, "mission": mission, "key": key, "step": step, "slot": slot, "action": action.as_dict(),
                   "in_doubt": in_doubt, "input_schema": action.input_schema, "evidence": evidence,
                   "explain": explain, "requested_at": now, "expires_at": now + timeout if timeout else None,
-                  "shown": shown or [], "title": title, "description": description}
+                  "shown": shown or [], "title": title, "description": description,
+                  **({"parent": parent} if parent else {})}  # a sub-mission's run: the run (and step) it serves
         if rules:
             started = self.store.event(run_id, 1) or {}
             record["rules"] = {**rules, "started_by": started.get("user")}

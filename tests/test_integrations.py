@@ -254,11 +254,12 @@ def test_the_erp_server_books_one_payment_for_a_key_even_when_killed_after_actio
 def test_tools_lists_integrations_tools_annotations_and_treatment(studiox, invoice_copy):
     result = studiox("tools", invoice_copy / "invoice.yaml", "--json")
     assert result.returncode == 0, result.stderr
-    rows = {r["tool"]: r for r in json.loads(result.stdout)}
+    rows = {r["tool"]: r for r in json.loads(result.stdout)}  # the ERP's: of the pay-supplier sub-mission
+    assert rows["check_budget"]["mission"] == "pay-supplier"
     assert rows["check_budget"]["studiox"] == "runs freely (read-only)"
     assert rows["check_budget"]["used_by"] == ["budget"]
     assert rows["post_payment"]["annotations"] == "changes state, idempotent"
-    assert rows["post_payment"]["studiox"].startswith("auto-approved when ${{ args.amount < 100 }}")
+    assert rows["post_payment"]["studiox"].startswith("auto-approved when ${{ args.amount < inputs.approve_below }}")
     assert rows["list_payments"]["used_by"] == []
 
 
@@ -308,7 +309,7 @@ def test_a_server_that_speaks_nonsense_is_a_clear_error_with_no_traceback(studio
 
 
 def test_tools_names_a_step_whose_tool_the_server_does_not_have(studiox, invoice_copy):
-    mission = invoice_copy / "invoice.yaml"
+    mission = invoice_copy / "payments" / "pay-supplier.yaml"
     mission.write_text(mission.read_text().replace("tool: erp.post_payment", "tool: erp.post_paymnet"))
     result = studiox("tools", mission)
     assert result.returncode == 2, result.stdout + result.stderr

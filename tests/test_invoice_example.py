@@ -50,9 +50,11 @@ def test_one_invoice_is_paid_once_by_a_second_pair_of_eyes_on_evidence_still_tru
     assert "found 1 passage(s) for 'PO-1042': purchase_orders/PO-1042.md#L3-L12" in first.stdout
     first_id, first_decision = first.stdout.split()[1], _decision(first)
     shown = json.loads(studiox("decision", "show", first_decision, "--json").stdout)
-    order = {s["label"]: s["value"] for s in shown["shown"]}["purchase order"]
+    order = {s["label"]: s["value"] for s in shown["shown"]}["evidence"]  # passed to the pay-supplier sub-mission
     assert order.startswith("[purchase_orders/PO-1042.md#L3-L12]\n") and "Cost centre: CC-410" in order
     assert shown["key"] == "INV-2291"
+    first_payment = shown["run"]  # the pay-supplier run that the invoice run's payment step started
+    assert first_payment != first_id
 
     again = studiox(*run, timeout=120)  # the same invoice while the first run waits
     assert again.returncode == 1
@@ -78,7 +80,7 @@ def test_one_invoice_is_paid_once_by_a_second_pair_of_eyes_on_evidence_still_tru
     asked = studiox("resume", duplicate_id, timeout=120)
     assert asked.returncode == 3, asked.stdout  # and it was paid already, in the first run: asked again
     explain = json.loads(studiox("decision", "show", _decision(asked), "--json").stdout)["explain"]
-    assert f"erp.post_payment for INV-2291 was already done in run {first_id}" in explain
+    assert f"erp.post_payment for INV-2291 was already done in run {first_payment}" in explain
     assert f"approved by {ALICE}" in explain
     with sqlite3.connect(missions / "data" / "erp.sqlite") as db:
         assert db.execute("SELECT invoice_number, amount FROM payments").fetchall() == [("INV-2291", 1780.0)]

@@ -83,8 +83,10 @@ async def submission(run: Run, step: Step, address: str, data: dict) -> dict:
         raise StepError("invalid_arguments", str(e)) from None
     engine = run.engine
     options = {k: v for k, v in run.options.items() if k in INHERITED}
+    via = f"{run.via}/{address}" if run.via else address
     try:
-        child_id, had = engine.child_run(run.run_id, address, child, inputs, {**options, "children": run.children})
+        child_id, had = engine.child_run(run.run_id, address, child, inputs, {**options, "children": run.children},
+                                         via=via)
     except StudioxError as e:  # its business key has a live run already
         raise StepError("mission", f"the mission {child.name} could not start: {e}") from None
     state = derive(child_id, engine.store.events(child_id))
@@ -93,7 +95,6 @@ async def submission(run: Run, step: Step, address: str, data: dict) -> dict:
         emit(f"runs the mission {child.name} as run {child_id}", child=child_id)
         run.journal.flush()  # the link is on the rail before the child's own lines
     if state.finished is None:
-        via = f"{run.via}/{address}" if run.via else address
         outcome = await engine.drive_async(child_id, resume=had and state.last is not None
                                            and state.last["type"] != "run_started", mission=child, via=via)
         state = derive(child_id, engine.store.events(child_id))

@@ -67,12 +67,13 @@ class Engine:
         self.decisions = DecisionQueue(store, clock)
 
     def start(self, mission: Mission, inputs: dict, options: dict | None = None, *, run_id: str | None = None,
-              parent: dict | None = None) -> str:
+              parent: dict | None = None, via: str | None = None) -> str:
         """Create a run: register it and journal its start (with the mission snapshot).
 
         ``options`` are the run's settings from the command line (``model``, ``cache``,
         ``replay``); they are journaled so that a resumed run keeps them. A child run (see
-        :meth:`child_run`) comes with its claimed ``run_id`` and its ``parent`` (run and step).
+        :meth:`child_run`) comes with its claimed ``run_id``, its ``parent`` (run and step) and
+        the ``via`` its events are marked with on the parent's rail.
         """
         options = dict(options or {})
         children = options.pop("children", None)  # a child run: its parent's snapshot of the missions below
@@ -91,7 +92,7 @@ class Engine:
             if run_id is None:  # pragma: no cover - 31^8 ids
                 raise StudioxError("could not find a free run id")
         assert run_id is not None
-        self._journal(run_id).append(
+        self._journal(run_id, via=via).append(
             "run_started", run=run_id, mission=mission.name, version=mission.version, file=mission.file,
             path=str(Path(mission.file).resolve()),
             digest=mission.digest, source=mission.source, inputs=inputs, studiox=__version__,
@@ -107,7 +108,7 @@ class Engine:
                 # first, checked after: of two racing starts at least one sees the other (both may)
                 earlier = keys.live_runs(self.store, mission.name, key, other_than=run_id)
                 if earlier:
-                    self._journal(run_id).append("run_finished", status="cancelled", user=os_user(), reason=(
+                    self._journal(run_id, via=via).append("run_finished", status="cancelled", user=os_user(), reason=(
                         f"{key} already had a run that had not finished: {earlier[0]['run']}"))
                     self._refuse_duplicate(key, earlier)
         return run_id
@@ -136,7 +137,8 @@ class Engine:
             return self.drive(parent, resume=True)
         return asyncio.run(self.drive_async(run_id, resume=resume, retry_failed=retry_failed, mission=mission))
 
-    def child_run(self, parent: str, address: str, mission: Mission, inputs: dict, options: dict) -> tuple[str, bool]:
+    def child_run(self, parent: str, address: str, mission: Mission, inputs: dict, options: dict,
+                  via: str | None = None) -> tuple[str, bool]:
         """The run of a parent's ``mission:`` step at ``address``: claimed (``child:PARENT:ADDRESS``)
         before it is started, so a parent resumed after a crash at any point takes up that same
         child and never starts a second. Returns its id, and whether it had started already."""
@@ -152,7 +154,7 @@ class Engine:
         run_id = found["run"] if found is not None else candidate
         if self.store.last_seq(run_id) > 0:
             return run_id, True
-        self.start(mission, inputs, options, run_id=run_id, parent={"run": parent, "step": address})
+        self.start(mission, inputs, options, run_id=run_id, parent={"run": parent, "step": address}, via=via or address)
         return run_id, False
 
     def parent_of(self, run_id: str) -> str | None:

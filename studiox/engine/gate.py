@@ -91,7 +91,8 @@ class Gate:
                     shown=evidence.chosen(step, action, data), title=step.name, description=step.description,
                     explain=explain or (approval.explain if approval else None),
                     timeout=approval.timeout if approval else None, in_doubt=in_doubt,
-                    rules=approval_rules(approval, data, action, in_doubt=in_doubt))
+                    rules=approval_rules(approval, data, action, in_doubt=in_doubt),
+                    parent=(run.state.started or {}).get("parent"))
                 if approval and approval.auto_approve_when and not in_doubt and action.kind == "tool":
                     self.auto_approve(decision, approval, action, data)
                     decision = queue.get(decision.id)

@@ -19,7 +19,6 @@ import logging
 import os
 import sqlite3
 import time
-from pathlib import Path
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -39,18 +38,17 @@ CREATE TABLE IF NOT EXISTS payments (
 SAMPLE_COST_CENTRES = [("CC-410", "Facilities", 25_000.0, 22_400.0), ("CC-220", "Marketing", 60_000.0, 12_000.0),
                        ("CC-900", "Research", 5_000.0, 4_900.0)]
 SAMPLE_ORDERS = [("PO-1042", "Nordlicht Office Supplies GmbH", "CC-410", 1_780.0),
-                 ("PO-2077", "Brightline Events Ltd", "CC-220", 9_450.0)]
+                 ("PO-2077", "Brightline Events Ltd", "CC-220", 9_450.0),
+                 ("PO-3001", "Employee expense reimbursements", "CC-220", 50_000.0)]
 
 
 def open_db(path: str | os.PathLike) -> sqlite3.Connection:
-    """The ERP database, created with sample data when new."""
-    new = not Path(path).exists()
+    """The ERP database, with the sample cost centres and orders it lacks (what was spent is kept)."""
     db = sqlite3.connect(path, isolation_level=None)
     db.row_factory = sqlite3.Row
     db.executescript(SCHEMA)
-    if new:
-        db.executemany("INSERT OR IGNORE INTO cost_centres VALUES (?, ?, ?, ?)", SAMPLE_COST_CENTRES)
-        db.executemany("INSERT OR IGNORE INTO purchase_orders VALUES (?, ?, ?, ?)", SAMPLE_ORDERS)
+    db.executemany("INSERT OR IGNORE INTO cost_centres VALUES (?, ?, ?, ?)", SAMPLE_COST_CENTRES)
+    db.executemany("INSERT OR IGNORE INTO purchase_orders VALUES (?, ?, ?, ?)", SAMPLE_ORDERS)
     return db
 
 

@@ -16,17 +16,36 @@ class PlanRow:
 
 
 def plan(mission: Mission) -> list[PlanRow]:
-    """The mission's steps in order, nested ones numbered under their loop."""
+    """The mission's steps in order, nested ones numbered under their loop or branch, and the steps
+    of the missions its ``mission:`` steps run under those steps (what each will touch and gate)."""
     rows: list[PlanRow] = []
 
-    def walk(steps, prefix: str) -> None:
+    def walk(owner: Mission, steps, prefix: str, seen: tuple[str, ...]) -> None:
         for i, step in enumerate(steps, 1):
             number = f"{prefix}{i}"
-            rows.append(PlanRow(number, step, _touches(mission, step), _notes(step)))
-            walk(step.steps, number + ".")
+            rows.append(PlanRow(number, step, _touches(owner, step), _notes(step)))
+            walk(owner, step.steps, number + ".", seen)
+            for letter, (_, branch) in zip("abcdefghijklmnopqrstuvwxyz", step.branches, strict=False):
+                walk(owner, branch, f"{number}{letter}.", seen)
+            if step.kind == "mission":
+                child = _child(owner, step, seen)
+                if child is not None:
+                    walk(child, child.steps, number + ".", (*seen, child.file))
 
-    walk(mission.steps, "")
+    walk(mission, mission.steps, "", (mission.file,))
     return rows
+
+
+def _child(mission: Mission, step: Step, seen: tuple[str, ...]) -> Mission | None:
+    from . import load, submission_path
+
+    path = submission_path(mission, step)
+    if str(path) in seen or not path.is_file():
+        return None  # (validation says why)
+    try:
+        return load(path)
+    except Exception:  # noqa: BLE001 - an invalid child is reported by validation, not by the plan
+        return None
 
 
 def _touches(mission: Mission, step: Step) -> str:
@@ -42,6 +61,8 @@ def _touches(mission: Mission, step: Step) -> str:
         return f"tool {spec}"
     if step.kind == "retrieve":
         return f"knowledge {spec['from']}"
+    if step.kind == "mission":
+        return f"mission {spec}"
     return ""
 
 
@@ -51,6 +72,12 @@ def _notes(step: Step) -> str:
         notes.append("only when a condition holds")
     if step.kind == "foreach":
         notes.append(f"for each {step.item_name}, {step.concurrency} at a time")
+    if step.kind == "parallel":
+        names = [name for name, _ in step.branches]
+        notes.append(f"branches {', '.join(names)} at once" + (f", {step.concurrency} at a time"
+                                                             if step.concurrency < len(names) else ""))
+    if step.kind == "mission":
+        notes.append("a child run: its own journal and decisions; its steps below")
     if step.kind == "branch":
         targets = [c["goto"] for c in step.spec["cases"]] + [step.spec.get("otherwise") or "next"]
         notes.append("goes to " + " / ".join(targets))

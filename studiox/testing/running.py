@@ -224,7 +224,7 @@ def observe(home: Path, *, stopped: str | None = None, killed: bool = False) -> 
         via = dict(below)
         decisions = [{"step": d.request["step"], "via": via.get(d.run_id), "action": d.request["action"]["target"],
                       "arguments": d.request["action"]["arguments"], "in_doubt": bool(d.request.get("in_doubt")),
-                      "status": d.status}
+                      "status": d.status, "by": (d.outcome or {}).get("by")}
                      for d in api.list_decisions(store, include_all=True) if d.run_id == run_id or d.run_id in via]
         points: list[tuple] = [(e["seq"], e["type"]) for e in events]
         for child, at in below:  # a sub-mission's events are kill points too: VIA:SEQ

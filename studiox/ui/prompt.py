@@ -98,7 +98,9 @@ def panel(decision: Decision) -> Panel:
     request, outcome, status = decision.request, decision.outcome, decision.status
     action = request["action"]
     key = f", {request['key']}" if request.get("key") else ""
-    where = f"(step {request['step']}, run {request['run']}{key}, decision {decision.id})"  # the title may be cut
+    parent = request.get("parent")
+    serves = f", for run {parent['run']} at its step {parent['step']}" if parent else ""
+    where = f"(step {request['step']}, run {request['run']}{key}{serves}, decision {decision.id})"  # the title may be cut
     parts: list[RenderableType] = []
     if request.get("title") or request.get("description"):
         parts.append(_wrapping((request.get("title") or "", "bold"),

@@ -221,14 +221,16 @@ def outcome_line(decision) -> str:
 
 
 def tools_table(rows: list[dict]) -> Table:
+    """Tools by integration; those of a sub-mission (a ``mission:`` step's) are named ``MISSION › INTEGRATION``."""
     table = Table("integration", "tool", "annotations", "used by", "what studiox does", header_style="bold")
     for r in rows:
+        integration = f"{r['mission']} › {r['integration']}" if r.get("mission") else r["integration"]
         if r.get("error"):
-            table.add_row(escape(r["integration"]), escape(r.get("tool") or "—"), "",
+            table.add_row(escape(integration), escape(r.get("tool") or "—"), "",
                           escape(", ".join(r.get("used_by") or [])), f"[red]{escape(clip(r['error'], ERROR_WIDTH))}[/]")
             continue
         style = "green" if r["studiox"].startswith("runs freely") else "yellow"
-        table.add_row(escape(r["integration"]), escape(r["tool"]), escape(r["annotations"]),
+        table.add_row(escape(integration), escape(r["tool"]), escape(r["annotations"]),
                       escape(", ".join(r["used_by"]) or "—"), f"[{style}]{escape(r['studiox'])}[/]")
     return table
 
