@@ -131,3 +131,32 @@ def test_validate_shows_the_whole_plan_children_included(studiox, tmp_path):
     assert any(line.split()[:3] == ["1a.1", "payit", "mission"] for line in lines)
     assert any(line.split()[:4] == ["1a.1.1", "pay", "tool", "tool"] and "needs a decision" in line for line in lines)
     assert any(line.split()[:2] == ["1b.2", "more"] for line in lines)
+
+
+def test_under_crash_injection_a_parallel_step_with_a_gated_branch_runs_nothing_twice(studiox, tmp_path):
+    from test_integrations import SERVER
+
+    log = tmp_path / "server-effects.jsonl"
+    write_mission(tmp_path / "par.yaml", (
+        f"mission: par\nintegrations:\n  srv:\n    command: python\n"
+        f"    args: [{json.dumps(str(SERVER))}, --log, {json.dumps(str(log))}]\n    env: {{RECORD_DELAY: '0'}}\n"
+        "steps:\n  - id: both\n    parallel:\n      branches:\n"
+        "        gated:\n          - {id: keep, tool: srv.record, arguments: {label: a}}\n"
+        "        free:\n          - {id: look, tool: srv.echo, arguments: {text: b}}\n"
+        "          - {id: again, tool: srv.echo, arguments: {text: c}}\n"
+        "verdict: {choices: [Kept], value: Kept}\n"))
+    (tmp_path / "par.test.yaml").write_text(
+        "cases:\n  - name: kept once\n    tools: {srv.record: {recorded: a}, srv.echo: {echo: x}}\n"
+        "    decisions: {keep: approve}\n    crash: every_event\n"
+        "    expect:\n      verdict: Kept\n      steps: {both: succeeded}\n"
+        "      decisions: {keep: {action: srv.record, arguments: {label: a}}}\n"
+        "      calls: {srv.record: 1}\n"
+        "  - name: the free branch finishes while the gated one waits\n"
+        "    tools: {srv.record: {recorded: a}, srv.echo: {echo: x}}\n"
+        "    expect:\n      status: waiting\n      steps: {both.free.look: succeeded, both.free.again: succeeded}\n"
+        "      calls: {srv.echo: 2, srv.record: 0}\n")
+    result = studiox("test", str(tmp_path / "par.test.yaml"), "--json", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    kept, waiting = json.loads(result.stdout)["cases"]
+    assert kept["passed"] and kept["crash_variants"] > 10 and "srv.record 1× in each" in kept["note"]
+    assert waiting["passed"]
