@@ -376,9 +376,11 @@ def audit_runs(store: Store, *, run_id: str | None = None, mission: str | None =
                until: float | None = None, approver: str | None = None) -> list[tuple[dict, list[dict]]]:
     """What ``audit export`` writes: (the run in full, its events) for each run chosen, oldest first;
     ``approver``: only runs with a decision that person made."""
-    from .trail import runs_in_full
+    from .trail import runs_in_full, with_children
 
-    ids = [run_id] if run_id else [r.id for r in reversed(list_runs(store, mission=mission, since=since))]
+    # one run's export follows its links: the child runs of its mission steps come with it
+    ids = with_children(store, run_id) if run_id else [r.id for r in reversed(list_runs(store, mission=mission,
+                                                                                           since=since))]
     return runs_in_full(store, ids, until=until, approver=approver)
 
 # ---------------------------------------------------------------------------- decisions

@@ -41,12 +41,24 @@ def show_run(store: Store, run_id: str, step: str | None = None) -> dict:
 
     data = gather(state, events, decision, iso)
     data["run"]["status"] = state.status(is_driven(store.home, run_id))
+    # the links of composition: the run (and step) this one serves, and the runs its mission steps started
+    data["run"]["parent"] = (state.started or {}).get("parent")
+    data["run"]["children"] = [{"step": key.split(":", 2)[2], "run": claim["run"]}
+                               for key, claim in store.records(f"child:{run_id}:")]
     if step is not None:
         chosen = [s for s in data["steps"] if s["step"] == step]
         if not chosen:
             raise UsageError(f"run {run_id} has no step '{step}'{suggest(step, [s['step'] for s in data['steps']])}")
         data["steps"] = chosen
     return data
+
+
+def with_children(store: Store, run_id: str) -> list[str]:
+    """A run and every run below it (its mission steps' child runs, theirs, …), parent first."""
+    found = [run_id]
+    for _, claim in store.records(f"child:{run_id}:"):
+        found += with_children(store, claim["run"])
+    return found
 
 
 def runs_in_full(store: Store, ids: list[str], *, until: float | None = None,

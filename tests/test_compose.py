@@ -160,3 +160,18 @@ def test_under_crash_injection_a_parallel_step_with_a_gated_branch_runs_nothing_
     kept, waiting = json.loads(result.stdout)["cases"]
     assert kept["passed"] and kept["crash_variants"] > 10 and "srv.record 1× in each" in kept["note"]
     assert waiting["passed"]
+
+
+def test_show_and_the_audit_export_follow_the_link_between_parent_and_child(sx, tmp_path):
+    write_mission(tmp_path / "child.yaml", CHILD.replace("fx.pay", "fx.append"))
+    parent = write_mission(tmp_path / "parent.yaml", PARENT)
+    run_id = sx("run", parent, "-q").stdout.split()[0]
+    shown = json.loads(sx("show", run_id, "--json").stdout)["run"]
+    (child,) = shown["children"]
+    assert child["step"] == "both.gated.payit"
+    assert json.loads(sx("show", child["run"], "--json").stdout)["run"]["parent"] == {"run": run_id,
+                                                                                    "step": "both.gated.payit"}
+    assert f"{child['run']} (step both.gated.payit; studiox show" in sx("show", run_id, COLUMNS="200").stdout
+    exported = sx("audit", "export", "--run", run_id, "--format", "jsonl")
+    runs = {json.loads(line)["run"] for line in exported.stdout.splitlines() if '"run"' in line}
+    assert {run_id, child["run"]} <= runs

@@ -37,6 +37,10 @@ def render(data: dict) -> Group:
                          ("model calls", f"{usage['model_calls']} ({usage['replayed']} replayed, {usage['cached']} "
                                          f"cached) · cost {cost}")):
         head.add_row(label, value if label in ("status",) else escape(str(value)))
+    if run.get("parent"):
+        head.add_row("serves", escape(f"run {run['parent']['run']}, at its step {run['parent']['step']}"))
+    for child in run.get("children") or []:
+        head.add_row("child run", escape(f"{child['run']} (step {child['step']}; studiox show {child['run']})"))
     parts: list = [head]
     for step in data["steps"]:
         parts.append(Text(""))
