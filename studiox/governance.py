@@ -296,6 +296,19 @@ class DecisionQueue:
                 return Decision(decision_id, {"id": decision_id, **record})
         raise StudioxError("could not find a free decision id")  # pragma: no cover
 
+    def claim(self, decision_id: str, who: str) -> dict:
+        """Assign a pending decision to ``who`` (visible to everyone who looks); the first claim stands.
+        Returns the claim in force: ``{by, at}``."""
+        self.get(decision_id)  # (an unknown id says so)
+        self.store.add_record(f"assignee:{decision_id}", {"by": who, "at": self.clock()})
+        found = self.store.record(f"assignee:{decision_id}")
+        assert found is not None
+        return found
+
+    def assignee(self, decision_id: str) -> dict | None:
+        """Who claimed a decision, if anyone: ``{by, at}``."""
+        return self.store.record(f"assignee:{decision_id}")
+
     def for_slot(self, run_id: str, slot: str) -> Decision | None:
         """The decision filed for a slot of a run, if any (completing one a crash cut short)."""
         claim = self.store.record(f"slot:{run_id}:{slot}")

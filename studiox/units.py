@@ -35,3 +35,18 @@ def when(ts: float | None) -> str:
 def iso(ts: float | None) -> str | None:
     """A time as ISO 8601 in UTC (what every JSON output carries)."""
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def since_time(text: str, what: str = "since") -> float:
+    """A time from what a person wrote: a duration back from now ('2h', '3d') or an ISO 8601 date or
+    time; a UsageError naming ``what`` otherwise."""
+    from .errors import UsageError
+
+    back = seconds(text) if text[:1].isdigit() and text[-1:].isalpha() else None
+    if back:
+        return time.time() - back
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise UsageError(f"{what} {text}: write a duration back from now (30m, 2h, 3d) or an ISO 8601 date or "
+                         "time (2026-11-25, 2026-11-25T09:00)") from None

@@ -259,23 +259,10 @@ def runs(
 
 
 def _since(text: str | None) -> float | None:
-    """--since as a time: '2h' back from now, or an ISO 8601 date or time; a usage error otherwise."""
-    if text is None:
-        return None
-    import time
-    from datetime import datetime
+    """--since as a time (see units.since_time)."""
+    from ..units import since_time
 
-    from ..errors import UsageError
-    from ..units import seconds
-
-    back = seconds(text) if text[:1].isdigit() and text[-1:].isalpha() else None
-    if back:
-        return time.time() - back
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise UsageError(f"--since {text}: write a duration back from now (30m, 2h, 3d) or an ISO 8601 date or "
-                         "time (2026-11-25, 2026-11-25T09:00)") from None
+    return since_time(text, "--since") if text is not None else None
 
 
 @app.command()

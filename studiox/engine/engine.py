@@ -67,13 +67,14 @@ class Engine:
         self.decisions = DecisionQueue(store, clock)
 
     def start(self, mission: Mission, inputs: dict, options: dict | None = None, *, run_id: str | None = None,
-              parent: dict | None = None, via: str | None = None) -> str:
+              parent: dict | None = None, via: str | None = None, user: str | None = None) -> str:
         """Create a run: register it and journal its start (with the mission snapshot).
 
         ``options`` are the run's settings from the command line (``model``, ``cache``,
         ``replay``); they are journaled so that a resumed run keeps them. A child run (see
         :meth:`child_run`) comes with its claimed ``run_id``, its ``parent`` (run and step) and
-        the ``via`` its events are marked with on the parent's rail.
+        the ``via`` its events are marked with on the parent's rail. ``user``: who starts it, when a
+        face has identified them (the portal's logged-in person); else the OS user of this process.
         """
         options = dict(options or {})
         children = options.pop("children", None)  # a child run: its parent's snapshot of the missions below
@@ -96,7 +97,7 @@ class Engine:
             "run_started", run=run_id, mission=mission.name, version=mission.version, file=mission.file,
             path=str(Path(mission.file).resolve()),
             digest=mission.digest, source=mission.source, inputs=inputs, studiox=__version__,
-            journal_format=JOURNAL_FORMAT, pid=os.getpid(), host=socket.gethostname(), user=os_user(),
+            journal_format=JOURNAL_FORMAT, pid=os.getpid(), host=socket.gethostname(), user=user or os_user(),
             options=options, **({"key": key} if key is not None else {}),
             **({"parent": parent} if parent is not None else {}),
             **({"children": children} if children else {}),

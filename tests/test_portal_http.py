@@ -1,0 +1,180 @@
+"""The portal over HTTP (Starlette's test client, the real app, a real state folder): sessions,
+CSRF, the login rate limit, static files, and decisions that cross faces with the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+from conftest import write_mission
+from starlette.testclient import TestClient
+
+from studiox import users
+from studiox.portal.app import create_app
+
+PAGES = ["/", "/decisions", "/decisions/abc123", "/runs", "/runs/abc", "/runs/abc/events", "/runs/abc/export",
+         "/runs/abc/verify", "/missions", "/missions/rec/start"]
+ACTIONS = ["/decisions/abc123/approve", "/decisions/abc123/reject", "/decisions/abc123/claim",
+           "/missions/rec/start", "/logout"]
+
+
+def _recording(tmp_path: Path) -> tuple[Path, Path]:
+    from test_integrations import SERVER
+
+    log = tmp_path / "server-effects.jsonl"
+    (tmp_path / "missions").mkdir()
+    mission = write_mission(tmp_path / "missions" / "rec.yaml", (
+        f"mission: rec\ninputs: {{label: {{type: string, default: x}}}}\nintegrations:\n  srv:\n    command: python\n"
+        f"    args: [{json.dumps(str(SERVER))}, --log, {json.dumps(str(log))}]\n    env: {{RECORD_DELAY: '0'}}\n"
+        "steps:\n  - {id: keep, tool: srv.record, arguments: {label: '${{ inputs.label }}'}, "
+        "approval: {four_eyes: true}}\n"
+        "verdict: {choices: [Kept], value: Kept, note: 'kept ${{ inputs.label }}'}\n"))
+    return mission, log
+
+
+@pytest.fixture
+def portal(tmp_path):
+    home = tmp_path / "home"
+    mission, log = _recording(tmp_path)
+    app = create_app(home, [mission])
+    for name, role in (("vera", "viewer"), ("sam", "starter"), ("alice", "approver"), ("bob", "approver")):
+        users.add(home, name, role, f"{name}-password")
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        yield client, home, mission, log
+
+
+def _login(client, name: str) -> str:
+    """Log in; the page's CSRF token."""
+    answer = client.post("/login", data={"name": name, "password": f"{name}-password", "next": "/decisions"})
+    assert answer.status_code == 200, answer.text  # (followed the redirect)
+    return _csrf(answer.text)
+
+
+def _csrf(page: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+def test_without_a_session_every_page_redirects_to_the_login_and_every_action_is_refused(portal):
+    client, *_ = portal
+    for page in PAGES:
+        answer = client.get(page, follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/login?next="), page
+    for action in ACTIONS:
+        assert client.post(action, data={"csrf": "x"}, follow_redirects=False).status_code == 401, action
+    assert client.get("/healthz").json() == {"ok": True}  # for load balancers: no session needed
+
+
+def test_a_form_without_its_csrf_token_is_refused_and_nothing_is_started(portal):
+    client, home, *_ = portal
+    _login(client, "sam")
+    answer = client.post("/missions/rec/start", data={"label": "y"}, follow_redirects=False)
+    assert answer.status_code == 403 and "CSRF" in answer.text
+    answer = client.post("/missions/rec/start", data={"label": "y", "csrf": "forged"}, follow_redirects=False)
+    assert answer.status_code == 403
+    assert not (home / "studiox.db").exists() or client.get("/runs").text.count('href="/runs/') == 0
+
+
+def test_a_wrong_password_gives_no_session_and_repeated_failures_slow_down_then_stop(portal):
+    client, *_ = portal
+    answer = client.post("/login", data={"name": "alice", "password": "wrong"}, follow_redirects=False)
+    assert answer.status_code == 401 and "studiox_session" not in answer.headers.get("set-cookie", "")
+    times = []
+    for _ in range(4):
+        started = time.perf_counter()
+        client.post("/login", data={"name": "alice", "password": "wrong"})
+        times.append(time.perf_counter() - started)
+    assert times[-1] > times[0]  # each failure answers more slowly
+    refused = client.post("/login", data={"name": "alice", "password": "alice-password"}, follow_redirects=False)
+    assert refused.status_code == 429 and "too many failed logins" in refused.text  # even the right password
+    assert "studiox_session" not in refused.headers.get("set-cookie", "")
+
+
+def test_the_session_cookie_is_httponly_and_samesite_and_ends_when_the_password_changes(portal):
+    client, home, *_ = portal
+    answer = client.post("/login", data={"name": "bob", "password": "bob-password"}, follow_redirects=False)
+    cookie = answer.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert client.get("/decisions", follow_redirects=False).status_code == 200
+    users.set_password(home, "bob", "another-password")
+    assert client.get("/decisions", follow_redirects=False).status_code == 303  # that session has ended
+
+
+def test_nothing_is_served_from_outside_the_static_folder(portal):
+    client, *_ = portal
+    assert client.get("/static/portal.css").status_code == 200
+    for path in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2f..%2fusers.py", "/static/../../etc/passwd"):
+        answer = client.get(path)
+        assert answer.status_code == 404 or "import" not in answer.text, path
+
+
+def test_a_viewer_sees_no_approve_button_and_a_forged_approval_is_refused(portal, studiox):
+    client, home, mission, log = portal
+    parked = studiox("run", mission, "--no-input", "--home", home)
+    assert parked.returncode == 3, parked.stdout + parked.stderr
+    decision = json.loads(studiox("decisions", "--json", "--home", home).stdout)[0]["id"]
+    csrf = _login(client, "vera")
+    page = client.get(f"/decisions/{decision}").text
+    assert "srv.record" in page and "Review and approve" not in page and "Reject" not in page
+    forged = client.post(f"/decisions/{decision}/approve", data={"csrf": csrf, "confirm": "yes"},
+                         follow_redirects=False)
+    assert forged.status_code == 403
+    assert json.loads(studiox("decisions", "--json", "--home", home).stdout)[0]["status"] == "pending"
+
+
+def _wait_for(predicate, seconds: float = 60):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_decision_made_in_the_portal_resumes_a_run_parked_by_the_cli_with_the_person_recorded(portal, studiox):
+    client, home, mission, log = portal
+    parked = studiox("run", mission, "--no-input", "--home", home, "--input", "label=portal")
+    run_id = parked.stdout.split()[1]
+    decision = json.loads(studiox("decisions", "--json", "--home", home).stdout)[0]["id"]
+    csrf = _login(client, "alice")
+    title = re.search(r"<title>(.*?)</title>", client.get("/decisions").text).group(1)
+    assert title.startswith("(1) Decisions")  # the count, in the page title
+    review = client.post(f"/decisions/{decision}/approve", data={"csrf": csrf, "note": "ok", "arg.label": "portal"})
+    assert "You approve <code>srv.record</code>" in review.text  # the confirmation restates the action
+    done = client.post(f"/decisions/{decision}/approve", data={"csrf": _csrf(review.text), "confirm": "yes",
+                                                             "note": "ok", "arg.label": "portal"})
+    assert done.status_code == 200 and f"Run {run_id}" in done.text
+    assert _wait_for(lambda: json.loads(studiox("status", run_id, "--json", "--home", home).stdout)["status"]
+                     == "succeeded")
+    assert [json.loads(line)["label"] for line in log.read_text().splitlines()] == ["portal"]
+    shown = json.loads(studiox("decision", "show", decision, "--json", "--home", home).stdout)
+    assert shown["outcome"]["by"] == "alice" and shown["outcome"]["note"] == "ok"
+
+
+def test_an_edit_that_does_not_fit_is_refused_before_anything_is_recorded(portal, studiox):
+    client, home, mission, log = portal
+    studiox("run", mission, "--no-input", "--home", home)
+    decision = json.loads(studiox("decisions", "--json", "--home", home).stdout)[0]["id"]
+    csrf = _login(client, "alice")
+    answer = client.post(f"/decisions/{decision}/approve", data={"csrf": csrf, "arg.labl": "x", "arg.label": "y" * 0})
+    assert answer.status_code in (200, 400)
+    assert json.loads(studiox("decisions", "--json", "--home", home).stdout)[0]["status"] == "pending"
+
+
+def test_a_decision_made_with_studiox_approve_shows_in_the_portal_and_a_rejection_needs_a_reason(portal, studiox):
+    client, home, mission, log = portal
+    studiox("run", mission, "--no-input", "--home", home, "--input", "label=one")
+    first = json.loads(studiox("decisions", "--json", "--home", home).stdout)[0]["id"]
+    csrf = _login(client, "bob")
+    assert first in client.get("/decisions").text
+    assert studiox("reject", first, "--reason", "not this one", "--home", home).returncode == 0
+    assert first not in client.get("/decisions").text  # decided in the shell: gone from the inbox
+    assert "rejected by" in client.get(f"/decisions/{first}").text
+    studiox("run", mission, "--no-input", "--home", home, "--input", "label=two", "--allow-duplicate")
+    second = json.loads(studiox("decisions", "--json", "--home", home).stdout)[0]["id"]
+    missing = client.post(f"/decisions/{second}/reject", data={"csrf": csrf, "reason": "  "})
+    assert missing.status_code == 400 and "a rejection needs a reason" in missing.text
+    claimed = client.post(f"/decisions/{second}/claim", data={"csrf": csrf})
+    assert "claimed by <strong>bob</strong>" in claimed.text
