@@ -1,7 +1,8 @@
 """``studiox users``: the portal's accounts — add, list, passwd, role, remove.
 
 A password is asked twice at the terminal without echo, or read from the first line of standard
-input with ``--password-stdin``; it is never printed, nor is its hash.
+input with ``--password-stdin``; it is never printed, nor is its hash. :mod:`studiox.users` (hashlib,
+sqlite3) is imported by the commands, not at start-up.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .. import api, users
+from .. import api
 from ..errors import UsageError
 from .app import AsJson, Home, app, remember_home
 from .output import escape, out, plain, print_json
@@ -55,6 +56,8 @@ def add(name: Name,
         role: Annotated[str, typer.Option("--role", metavar="ROLE", help=ROLE_HELP)],
         password_stdin: PasswordStdin = False, home: Home = None) -> None:
     """Add a user with a role; the password is asked twice (or read with --password-stdin)."""
+    from .. import users
+
     folder = _home(home)
     users.check_new(folder, name, role)  # before the password is typed
     user = users.add(folder, name, role, _password(password_stdin))
@@ -64,6 +67,8 @@ def add(name: Name,
 @users_app.command("passwd")
 def passwd(name: Name, password_stdin: PasswordStdin = False, home: Home = None) -> None:
     """Change a user's password; their portal sessions end."""
+    from .. import users
+
     folder = _home(home)
     users.need(folder, name)
     user = users.set_password(folder, name, _password(password_stdin))
@@ -74,6 +79,8 @@ def passwd(name: Name, password_stdin: PasswordStdin = False, home: Home = None)
 def role(name: Name, new_role: Annotated[str, typer.Argument(metavar="ROLE", help=ROLE_HELP)],
          home: Home = None) -> None:
     """Give a user another role; their portal sessions end."""
+    from .. import users
+
     folder = _home(home)
     before = users.need(folder, name)
     user = users.set_role(folder, name, new_role)
@@ -86,6 +93,8 @@ def role(name: Name, new_role: Annotated[str, typer.Argument(metavar="ROLE", hel
 @users_app.command("remove")
 def remove(name: Name, home: Home = None) -> None:
     """Remove a user; their portal sessions end."""
+    from .. import users
+
     users.remove(_home(home), name)
     plain(f"removed {name}")
 
@@ -93,6 +102,7 @@ def remove(name: Name, home: Home = None) -> None:
 @users_app.command("list")
 def list_(home: Home = None, as_json: AsJson = False) -> None:
     """Every user: name, role, when added."""
+    from .. import users
     from ..units import iso, when
 
     found = users.list_users(_home(home))
