@@ -21,7 +21,7 @@ sys.exit(code)
 
 @pytest.mark.parametrize("args", [
     ["--help"], ["validate", "missions/invoice.yaml"], ["schema"], ["runs", "--home", "/nonexistent-studiox"],
-    ["validate", "--help"], ["run", "--help"],
+    ["validate", "--help"], ["run", "--help"], ["users", "list", "--home", "/nonexistent-studiox"],
 ])
 def test_fast_commands_do_not_import_litellm_or_mcp(args):
     # a subprocess: what a command imports is only seen in a fresh interpreter
