@@ -8,6 +8,7 @@ login, an action without one is 401, a form without its CSRF token 403.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -15,15 +16,21 @@ from pathlib import Path
 from urllib.parse import quote
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
-from starlette.routing import Mount, Route
+from starlette.responses import (
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from .. import api, users
-from ..errors import DecisionError, InputsInvalid, MissionInvalid, StudioxError
-from . import pages, sessions
+from ..errors import MissionInvalid, StudioxError
+from . import sessions
 from .drives import Drives
 
 HERE = Path(__file__).resolve().parent
@@ -40,7 +47,7 @@ class Portal:
 
     def __init__(self, home: Path, missions: list[Path]):
         self.home = home
-        self.missions = {}
+        self.missions: dict[str, Path] = {}
         self.mission_problems: dict[str, str] = {}
         for path in missions:
             try:
@@ -91,7 +98,8 @@ class Portal:
         """The person and the submitted form of an action: a session with ``role``, and its CSRF token."""
         person = self.need(request, role)
         form = await request.form()
-        if not sessions.csrf_ok(self.session(request), form.get("csrf")):
+        token = form.get("csrf")
+        if not sessions.csrf_ok(self.session(request), token if isinstance(token, str) else None):
             raise Forbidden(403, "this form is not from this session (its CSRF token is missing or wrong); reload the "
                                  "page and try again")
         return person, form
@@ -127,24 +135,53 @@ def create_app(home: Path, missions: list[Path]) -> Starlette:
     portal = Portal(home, missions)
     from . import routes
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        await asyncio.to_thread(portal.drives.stop_all)  # SIGTERM: each drive journals its interruption
+
+    async def refused(request: Request, e: Exception) -> Response:
+        assert isinstance(e, Forbidden)
+        return await _refused(portal, request, e)
+
+    async def failed(request: Request, e: Exception) -> Response:
+        assert isinstance(e, StudioxError)
+        return await _error(portal, request, e)
+
     app = Starlette(routes=[*routes.routes(portal),
                             Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static")],
-                    exception_handlers={Forbidden: lambda request, e: _refused(portal, request, e),
-                                        StudioxError: lambda request, e: _error(portal, request, e)},
-                    on_shutdown=[portal.drives.stop_all])
+                    exception_handlers={Forbidden: refused, StudioxError: failed}, lifespan=lifespan,
+                    middleware=[Middleware(RequestLog, portal=portal)])
     app.state.portal = portal
-
-    @app.middleware("http")
-    async def request_log(request: Request, call_next) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        person = portal.session(request)
-        log.info(json.dumps({"at": round(time.time(), 3), "method": request.method, "path": request.url.path,
-                             "status": response.status_code, "ms": round((time.perf_counter() - started) * 1000, 1),
-                             "user": (person or {}).get("name"), "client": request.client.host if request.client else None}))
-        return response
-
     return app
+
+
+class RequestLog:
+    """One JSON line per request on the ``studiox.portal`` logger: method, path, status, time, who."""
+
+    def __init__(self, app, portal: Portal):
+        self.app, self.portal = app, portal
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def sending(message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            person = self.portal.session(Request(scope))
+            client = scope.get("client")
+            log.info(json.dumps({"at": round(time.time(), 3), "method": scope["method"], "path": scope["path"],
+                                 "status": status["code"], "ms": round((time.perf_counter() - started) * 1000, 1),
+                                 "user": (person or {}).get("name"), "client": client[0] if client else None}))
 
 
 async def _refused(portal: Portal, request: Request, e: Forbidden) -> Response:
@@ -158,7 +195,3 @@ async def _refused(portal: Portal, request: Request, e: Forbidden) -> Response:
 async def _error(portal: Portal, request: Request, e: StudioxError) -> Response:
     status = 404 if type(e).__name__ in ("RunNotFound",) else 400
     return portal.page(request, "error.html", status=status, message=e.render())
-
-
-__all__ = ["DecisionError", "HTMLResponse", "InputsInvalid", "JSONResponse", "Portal", "Route", "StreamingResponse",
-           "asyncio", "create_app", "pages"]

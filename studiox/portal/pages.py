@@ -64,7 +64,7 @@ def timeline(events: list[dict], now: float | None = None) -> dict:
     bars: dict[str, dict] = {}
     waiting: dict[str, float] = {}
     for e in events:
-        step = e.get("step")
+        step = str(e.get("step"))
         if e["type"] == "step_started" and step not in bars:
             bars[step] = {"step": step, "status": "running", "from": e["at"], "to": None, "waits": []}
         elif e["type"] == "step_finished" and step in bars:
@@ -107,7 +107,7 @@ def input_fields(mission: Mission) -> list[dict]:
     for name, schema in mission.inputs.items():
         schema = schema if isinstance(schema, dict) else {}
         kind = {"string": "text", "number": "number", "integer": "integer", "boolean": "boolean"}.get(
-            schema.get("type"), "structured")
+            str(schema.get("type")), "structured")
         default = schema.get("default")
         fields.append({"name": name, "kind": kind, "description": schema.get("description", ""),
                        "required": "default" not in schema, "enum": schema.get("enum"),

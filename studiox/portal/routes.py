@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .. import api, users
@@ -333,6 +331,3 @@ def _options(p: Portal, mission, replay: tuple[str, bytes] | None) -> dict:
         path = folder / f"replay-{hashlib.sha256(replay[1]).hexdigest()[:16]}.yaml"
         path.write_bytes(replay[1])
     return api.run_options(mission=mission, model=None, cache=False, replay=path)
-
-
-__all__ = ["PlainTextResponse", "Path", "routes", "time"]
