@@ -8,6 +8,8 @@ Layout of ``STUDIOX_HOME`` (default ``./.studiox``)::
                    folder holding only what an interrupted creation leaves is finished by the next run
     studiox.db     SQLite (WAL): the journal (events), immutable records, and the runs and
                    decisions index tables (see store.py)
+    users.db       SQLite (WAL, mode 0600): the portal's accounts (see users.py), made by the first
+                   'studiox users add'; not the run store, since an account changes
     cache/         diskcache: the model response cache (JSON text only), made on first use
     locks/         one lock file per run being driven (fcntl locks die with their process)
     logs/          crash reports
