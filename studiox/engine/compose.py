@@ -86,7 +86,7 @@ async def submission(run: Run, step: Step, address: str, data: dict) -> dict:
     via = f"{run.via}/{address}" if run.via else address
     try:
         child_id, had = engine.child_run(run.run_id, address, child, inputs, {**options, "children": run.children},
-                                         via=via)
+                                         via=via, user=(run.state.started or {}).get("user"))
     except StudioxError as e:  # its business key has a live run already
         raise StepError("mission", f"the mission {child.name} could not start: {e}") from None
     state = derive(child_id, engine.store.events(child_id))

@@ -139,10 +139,11 @@ class Engine:
         return asyncio.run(self.drive_async(run_id, resume=resume, retry_failed=retry_failed, mission=mission))
 
     def child_run(self, parent: str, address: str, mission: Mission, inputs: dict, options: dict,
-                  via: str | None = None) -> tuple[str, bool]:
+                  via: str | None = None, user: str | None = None) -> tuple[str, bool]:
         """The run of a parent's ``mission:`` step at ``address``: claimed (``child:PARENT:ADDRESS``)
         before it is started, so a parent resumed after a crash at any point takes up that same
-        child and never starts a second. Returns its id, and whether it had started already."""
+        child and never starts a second. Returns its id, and whether it had started already. ``user``:
+        who started the parent, who is the child's starter too (four eyes hold across the link)."""
         claim = f"child:{parent}:{address}"
         found = self.store.record(claim)
         if found is None:
@@ -155,7 +156,8 @@ class Engine:
         run_id = found["run"] if found is not None else candidate
         if self.store.last_seq(run_id) > 0:
             return run_id, True
-        self.start(mission, inputs, options, run_id=run_id, parent={"run": parent, "step": address}, via=via or address)
+        self.start(mission, inputs, options, run_id=run_id, parent={"run": parent, "step": address}, via=via or address,
+                   user=user)
         return run_id, False
 
     def parent_of(self, run_id: str) -> str | None:
