@@ -178,3 +178,59 @@ def test_a_decision_made_with_studiox_approve_shows_in_the_portal_and_a_rejectio
     assert missing.status_code == 400 and "a rejection needs a reason" in missing.text
     claimed = client.post(f"/decisions/{second}/claim", data={"csrf": csrf})
     assert "claimed by <strong>bob</strong>" in claimed.text
+
+
+def test_sigterm_stops_the_server_cleanly_and_leaves_a_running_run_resumable(tmp_path, studiox):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+    from test_integrations import SERVER
+
+    (tmp_path / "missions").mkdir()
+    write_mission(tmp_path / "missions" / "slow.yaml", (
+        f"mission: slow\nintegrations:\n  srv:\n    command: python\n    args: [{json.dumps(str(SERVER))}, --log, "
+        f"{json.dumps(str(tmp_path / 'log.jsonl'))}]\nsteps:\n  - {{id: wait, tool: srv.hang, arguments: {{seconds: 60}}}}\n"))
+    home = tmp_path / "home"
+    assert studiox("users", "add", "sam", "--role", "starter", "--password-stdin", "--home", home,
+                   input="sam-password\n").returncode == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "studiox", "serve", str(tmp_path / "missions"), "--home", str(home),
+                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "STUDIOX_HOME": str(home)})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert _wait_for(lambda: _healthy(base), 30), server.stderr.read() if server.poll() is not None else ""
+        with httpx.Client(base_url=base) as client:
+            client.post("/login", data={"name": "sam", "password": "sam-password"})
+            form = client.get("/missions/slow/start").text
+            started = client.post("/missions/slow/start", data={"csrf": _csrf(form)})
+            assert started.status_code == 303, started.text
+            run_id = started.headers["location"].rsplit("/", 1)[1]
+        assert _wait_for(lambda: "running" in studiox("status", run_id, "--home", home).stdout, 30)
+        server.send_signal(signal.SIGTERM)
+        _, said = server.communicate(timeout=60)
+    finally:
+        server.kill()
+    assert server.returncode in (0, -signal.SIGTERM), said  # (uvicorn ends by the signal it was sent, once it has shut down)
+    status = json.loads(studiox("status", run_id, "--json", "--home", home).stdout)
+    assert status["status"] == "interrupted"  # stopped cleanly by the shutdown, resumable
+    last = json.loads(studiox("log", run_id, "--json", "--home", home).stdout.splitlines()[-1])
+    assert last["type"] == "run_interrupted"
+    logged = [json.loads(line) for line in said.splitlines() if line.startswith("{")]
+    assert any(entry["path"] == "/missions/slow/start" and entry["status"] == 303 and entry["user"] == "sam"
+               for entry in logged)  # one structured line per request
+
+
+def _healthy(base: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
