@@ -19,116 +19,17 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
-    HTMLResponse,
     PlainTextResponse,
     RedirectResponse,
     Response,
 )
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
 
-from .. import api, users
-from ..errors import MissionInvalid, StudioxError
-from . import sessions
-from .drives import Drives
+from ..errors import StudioxError
+from .site import HERE, Forbidden, Portal
 
-HERE = Path(__file__).resolve().parent
 log = logging.getLogger("studiox.portal")
-
-
-class Forbidden(Exception):
-    def __init__(self, status: int, message: str):
-        self.status, self.message = status, message
-
-
-class Portal:
-    """The state one served portal keeps: its folder, missions, key, drives and login limits."""
-
-    def __init__(self, home: Path, missions: list[Path]):
-        self.home = home
-        self.missions: dict[str, Path] = {}
-        self.mission_problems: dict[str, str] = {}
-        for path in missions:
-            try:
-                mission = api.load_mission(path)
-            except MissionInvalid as e:
-                self.mission_problems[str(path)] = e.render()
-                continue
-            self.missions.setdefault(mission.name, path)
-        store = api.open_store(home, create=True)
-        assert store is not None
-        store.close()
-        (home / "logs").mkdir(exist_ok=True)
-        self.key = sessions.secret(home)
-        self.drives = Drives(home)
-        self.limits = sessions.LoginLimit()
-        self.templates = Jinja2Templates(directory=str(HERE / "templates"))
-        self.templates.env.filters["when"] = _when
-        self.templates.env.filters["ago"] = _ago
-        self.templates.env.filters["tojson_pretty"] = lambda v: json.dumps(v, ensure_ascii=False, indent=1,
-                                                                           default=str)
-
-    def store(self):
-        return api.need_store(self.home)
-
-    # ------------------------------------------------------------------ who is asking
-
-    def session(self, request: Request) -> dict | None:
-        return sessions.read(self.key, request.cookies.get(sessions.COOKIE))
-
-    def user(self, request: Request):
-        found = self.session(request)
-        if found is None:
-            return None
-        person = users.get(self.home, found["name"])
-        if person is None or person.session_epoch != found.get("epoch"):
-            return None  # removed, or the password changed since: the session has ended
-        return person
-
-    def need(self, request: Request, role: str):
-        person = self.user(request)
-        if person is None:
-            raise Forbidden(401, "log in first")
-        if not users.allows(person.role, role):
-            raise Forbidden(403, f"this needs the role {role}; {person.name} is a {person.role}")
-        return person
-
-    async def form(self, request: Request, role: str):
-        """The person and the submitted form of an action: a session with ``role``, and its CSRF token."""
-        person = self.need(request, role)
-        form = await request.form()
-        token = form.get("csrf")
-        if not sessions.csrf_ok(self.session(request), token if isinstance(token, str) else None):
-            raise Forbidden(403, "this form is not from this session (its CSRF token is missing or wrong); reload the "
-                                 "page and try again")
-        return person, form
-
-    def page(self, request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
-        person = self.user(request)
-        session = self.session(request)
-        store = self.store()
-        try:
-            pending = len(api.list_decisions(store))
-        finally:
-            store.close()
-        return self.templates.TemplateResponse(request, template, {
-            "user": person, "csrf": (session or {}).get("csrf", ""), "pending": pending,
-            "allows": lambda role: person is not None and users.allows(person.role, role), **context},
-            status_code=status)
-
-
-def _when(at: float | None) -> str:
-    return "—" if not at else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
-
-
-def _ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f} {unit}"
-    return f"{seconds:.0f} s"
 
 
 def create_app(home: Path, missions: list[Path]) -> Starlette:

@@ -12,7 +12,7 @@ from starlette.routing import Route
 from .. import api, users
 from ..errors import DecisionError, InputsInvalid, StudioxError, UsageError
 from . import pages, sessions
-from .app import Forbidden, Portal
+from .site import Forbidden, Portal
 
 POLL = 0.3  # seconds between looks at the journal for the live rail
 
