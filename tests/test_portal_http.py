@@ -234,3 +234,40 @@ def _healthy(base: str) -> bool:
         return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_run_page_its_live_events_export_verification_and_a_cited_passage(tmp_path, studiox):
+    (tmp_path / "missions").mkdir()
+    (tmp_path / "missions" / "kb").mkdir()
+    (tmp_path / "missions" / "kb" / "policy.md").write_text("# Hotels\n\nHotels up to 180 EUR a night.\n")
+    mission = write_mission(tmp_path / "missions" / "kb.yaml", (
+        "mission: kb\ninputs: {city: {type: string}, nights: {type: integer, default: 1}}\n"
+        "knowledge: {kb: {path: kb}}\nsteps:\n  - {id: find, retrieve: {from: kb, query: hotel}}\n"
+        "verdict: {choices: [Done], value: Done, note: '${{ inputs.city }}'}\n"))
+    home = tmp_path / "home"
+    app = create_app(home, [mission])
+    users.add(home, "sam", "starter", "sam-password")
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        csrf = _login(client, "sam")
+        form = client.get("/missions/kb/start").text
+        assert 'name="city"' in form and 'name="file.city"' in form and 'name="nights"' in form
+        bad = client.post("/missions/kb/start", data={"csrf": csrf, "nights": "two"})
+        assert bad.status_code == 400 and "the input &#39;nights&#39; must be a whole number" in bad.text
+        missing = client.post("/missions/kb/start", data={"csrf": csrf})
+        assert missing.status_code == 400 and "the input &#39;city&#39; is required" in missing.text
+        started = client.post("/missions/kb/start", data={"csrf": csrf}, files={"file.city": ("city.txt", b"Zurich")},
+                              follow_redirects=False)
+        assert started.status_code == 303, started.text
+        run_id = started.headers["location"].rsplit("/", 1)[1]
+        assert _wait_for(lambda: "Done" in client.get(f"/runs/{run_id}").text)
+        page = client.get(f"/runs/{run_id}").text
+        assert "<svg class=\"timeline\"" in page and "find" in page and "Zurich" in page
+        events = client.get(f"/runs/{run_id}/events?after=0").text  # the live rail, from the start
+        assert "kb/policy.md#L3" in events and "event: end" in events
+        exported = client.get(f"/runs/{run_id}/export?format=jsonl")
+        assert exported.headers["content-disposition"] == f'attachment; filename="studiox-{run_id}.jsonl"'
+        assert run_id in exported.text
+        assert "intact" in client.get(f"/runs/{run_id}/verify").text
+        passage = client.get(f"/runs/{run_id}/passage", params={"citation": "kb/policy.md#L3"}).text
+        assert "Hotels up to 180 EUR a night." in passage
+        assert client.get(f"/runs/{run_id}/passage", params={"citation": "kb/other.md#L1"}).status_code == 404
