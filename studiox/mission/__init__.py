@@ -126,6 +126,8 @@ class Mission:
     verdict: Verdict | None = None
     key: str | None = None  # an expression naming the business object a run is about
     outputs: dict | None = None  # name → value or expression: what a parent's mission step reads
+    triggers: tuple[dict, ...] = ()  # inbox, schedule, webhook: what starts it while `studiox serve` watches
+    notify: tuple[dict, ...] = ()  # who is told of decisions waiting or expiring, runs failed or finished
 
     @property
     def default_model(self) -> Model | None:
@@ -237,6 +239,8 @@ def _build(data: dict, file: str, text: str) -> Mission:
         verdict=verdict,
         key=data.get("key"),
         outputs=data.get("outputs"),
+        triggers=tuple(data.get("triggers") or ()),
+        notify=tuple(data.get("notify") or ()),
     )
 
 
