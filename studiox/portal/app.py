@@ -32,13 +32,22 @@ from .site import HERE, Forbidden, Portal
 log = logging.getLogger("studiox.portal")
 
 
-def create_app(home: Path, missions: list[Path]) -> Starlette:
+def create_app(home: Path, missions: list[Path], *, service: bool = False) -> Starlette:
+    """The portal's app; with ``service``, the triggers and timers of its missions tick beside it
+    (and webhooks are taken at /hooks/...)."""
     portal = Portal(home, missions)
     from . import routes
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        ticking = None
+        if service:
+            from ..service.runner import Ticking
+
+            ticking = Ticking.start(portal.service(), interval=1.0)
         yield
+        if ticking is not None:
+            await asyncio.to_thread(ticking.stop)
         await asyncio.to_thread(portal.drives.stop_all)  # SIGTERM: each drive journals its interruption
 
     async def refused(request: Request, e: Exception) -> Response:

@@ -299,8 +299,19 @@ def routes(portal: Portal) -> list[Route]:
         p.drives.drive(run_id)
         return RedirectResponse(f"/runs/{run_id}", status_code=303)
 
+    async def hook(request: Request) -> Response:
+        """A webhook trigger: authenticated by its HMAC signature, not by a session."""
+        service = p.service()
+        trigger = next((t for t in service.triggers if t.kind == "webhook" and t.spec["path"] == request.url.path),
+                       None)
+        header = (trigger.spec.get("header") if trigger else None) or "X-Studiox-Signature"
+        body = await request.body()
+        status, answer = await asyncio.to_thread(service.webhook, request.url.path, body, request.headers.get(header))
+        return JSONResponse(answer, status_code=status)
+
     return [
         Route("/healthz", healthz),
+        Route("/hooks/{rest:path}", hook, methods=["POST"]),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/", home),

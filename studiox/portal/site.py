@@ -53,6 +53,15 @@ class Portal:
     def store(self):
         return api.need_store(self.home)
 
+    def service(self):
+        """The triggers and timers of the served missions (one Service per portal)."""
+        if getattr(self, "_service", None) is None:
+            from ..service.loop import Service
+
+            self._service = Service(self.home, [api.load_mission(path) for path in self.missions.values()],
+                                    self.drives.drive)
+        return self._service
+
     # ------------------------------------------------------------------ who is asking
 
     def session(self, request: Request) -> dict | None:
