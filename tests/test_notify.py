@@ -319,6 +319,26 @@ def test_mail_reaches_an_smtp_server(studiox, tmp_path):
     assert "no budget left" in text and "event: run_failed" in text
 
 
+# ---------------------------------------------------------------- what messages say
+
+
+def test_each_message_has_one_readable_line_of_text():
+    from studiox.governance import Decision
+    from studiox.notify.messages import about_decision, about_run_end, mail_subject
+
+    request = {"run": "r1", "mission": "pay", "step": "post", "in_doubt": True, "requested_at": 0.0,
+               "expires_at": None, "action": {"kind": "tool", "target": "erp.post_payment",
+                                              "arguments": {"memo": "x" * 500}}}
+    text = about_decision("decision_waiting", Decision("d1", request), 10.0)["text"]
+    assert text.startswith('pay: a call was cut off: did it happen? A person is asked on post — erp.post_payment '
+                           '{"memo": "xxx')
+    assert "…" in text and len(text) < 350 and text.endswith("(run r1, decision d1) /decisions/d1")
+    ended = about_run_end("run_finished", "r2", "pay", "INV-7", {"status": "cancelled", "reason": "duplicate"})
+    assert ended["text"] == "pay: run r2 cancelled — duplicate /runs/r2" and ended["key"] == "INV-7"
+    assert mail_subject({"text": "a\nb " + "y" * 300}).startswith("[studiox] a b yyy")
+    assert len(mail_subject({"text": "y" * 300})) == len("[studiox] ") + 151
+
+
 # ---------------------------------------------------------------- the settings file
 
 

@@ -38,9 +38,10 @@ def about_decision(kind: str, decision, now: float) -> dict:
                f"(run {run}) {link}"
     else:
         until = f", expires {iso(expires)}" if expires else ""
-        kind_words = "whether a cut-off call happened" if request.get("in_doubt") else "a decision"
-        text = f"{mission}: {kind_words} is waiting on {request.get('step')} — {doing} (run {run}, decision " \
-               f"{decision.id}{until}) {link}"
+        asked = "a call was cut off: did it happen? A person is asked" if request.get("in_doubt") else \
+            "a decision is waiting"
+        text = f"{mission}: {asked} on {request.get('step')} — {doing} (run {run}, decision {decision.id}{until}) " \
+               f"{link}"
     return {"text": text, "event": kind, "mission": mission, "run": run, "step": request.get("step"),
             "decision": decision.id, "title": request.get("title"), "in_doubt": bool(request.get("in_doubt")),
             "action": {"kind": action.get("kind"), "target": action.get("target"), "arguments": arguments},
