@@ -30,6 +30,7 @@ from .senders import send
 from .targets import SETTINGS, address, before, channel, read_settings, target_id, targets
 
 if TYPE_CHECKING:
+    from ..mission import Mission
     from ..state.store import Store
 
 __all__ = ["SLACK", "Delivery", "Notifier"]
@@ -70,7 +71,7 @@ class Notifier:
     (MissionInvalid) before the first tick; one broken later is logged and the last good one kept.
     """
 
-    def __init__(self, home: Path, missions: Mapping[str, object], clock: Callable[[], float] = time.time,
+    def __init__(self, home: Path, missions: Mapping[str, Mission], clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep):
         self.home = Path(home)
         self.missions = dict(missions)  # may be replaced while it runs (missions reloaded)
@@ -83,7 +84,7 @@ class Notifier:
         self._ledger: Ledger | None = None
         self._cursors: dict[str, int] = {}
         self._runs: dict[str, tuple[str, str | None, str | None]] = {}  # run → (mission, parent run, digest)
-        self._snapshots: dict[str, object] = {}  # digest → the Mission a run started with
+        self._snapshots: dict[str, Mission | None] = {}  # digest → the Mission a run started with
         self._looked = False  # a tick found no state folder: its first events are not history
         self._unreadable: dict[str, int] = {}  # run → the head at which its journal could not be read
 
