@@ -399,14 +399,23 @@ class Store:
         query = f"SELECT {', '.join(names)} FROM runs{where} ORDER BY started DESC, id DESC LIMIT ?"
         return [dict(zip(names, row, strict=True)) for row in self._rows(query, (*args, limit))]
 
+    def run_heads(self, *, updated_since: float | None = None) -> list[tuple[str, int, float]]:
+        """(id, last seq, time of the last event) of every run whose last event was journaled at or
+        after ``updated_since`` (every run: None): where to look for what happened since a last look."""
+        where, args = ("", ()) if updated_since is None else (" WHERE updated >= ?", (updated_since,))
+        return [(run_id, head or 0, updated) for run_id, head, updated
+                in self._rows(f"SELECT id, head_seq, updated FROM runs{where}", args)]
+
     def count_runs(self) -> int:
         return self._rows("SELECT COUNT(*) FROM runs")[0][0] if self._con is not None else 0
 
     def decision_rows(self, *, states: tuple[str, ...] | None = None, mission: str | None = None,
-                      key: str | None = None, after: tuple[float, str] | None = None, limit: int = 100) -> list[dict]:
-        """Rows of the decisions table, oldest first: ``after`` is the (requested, id) the previous page ended at."""
-        names = ("id", "run", "state", "requested")
-        where, args = _filters(mission, key, states, ("requested", ">", after))
+                      key: str | None = None, after: tuple[float, str] | None = None, limit: int = 100,
+                      expires_by: float | None = None) -> list[dict]:
+        """Rows of the decisions table, oldest first: ``after`` is the (requested, id) the previous page ended at;
+        ``expires_by``: only those with a time limit that ends then or sooner."""
+        names = ("id", "run", "state", "requested", "expires")
+        where, args = _filters(mission, key, states, ("requested", ">", after), ("expires", "<=", expires_by))
         query = f"SELECT {', '.join(names)} FROM decisions{where} ORDER BY requested, id LIMIT ?"
         return [dict(zip(names, row, strict=True)) for row in self._rows(query, (*args, limit))]
 
