@@ -88,8 +88,10 @@ def _service_only(folder: Path, chosen: list[Path]) -> None:
             loaded.append(api.load_mission(path))
         except MissionInvalid as e:
             problems[str(path)] = e.render()
+    from ..notify import Notifier
+
     drives = Drives(folder)
-    service = Service(folder, loaded, drives.drive)
+    service = Service(folder, loaded, drives.drive, notifier=Notifier(folder, {m.name: m for m in loaded}))
     out.print(f"studiox service (no portal) · state folder {folder}")
     _watching(service, problems)
     stop = threading.Event()

@@ -56,10 +56,12 @@ class Portal:
     def service(self):
         """The triggers and timers of the served missions (one Service per portal)."""
         if getattr(self, "_service", None) is None:
+            from ..notify import Notifier
             from ..service.loop import Service
 
-            self._service = Service(self.home, [api.load_mission(path) for path in self.missions.values()],
-                                    self.drives.drive)
+            served = [api.load_mission(path) for path in self.missions.values()]
+            self._service = Service(self.home, served, self.drives.drive,
+                                    notifier=Notifier(self.home, {m.name: m for m in served}))
         return self._service
 
     # ------------------------------------------------------------------ who is asking

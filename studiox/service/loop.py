@@ -20,7 +20,9 @@ log = logging.getLogger("studiox.service")
 
 
 class Service:
-    """One state folder's triggers and timers; ``tick()`` about once a second (``clock`` injectable)."""
+    """One state folder's triggers and timers; ``tick()`` about once a second (``clock`` injectable).
+    ``notifier`` (a ``notify.Notifier``) is ticked in a thread of its own by ``runner.Ticking``: a
+    slow receiver never holds up a trigger."""
 
     def __init__(self, home: Path, missions: list[Mission], drive: Callable[[str], None],
                  clock: Callable[[], float] = time.time, notifier=None):
@@ -36,6 +38,8 @@ class Service:
 
     def close(self) -> None:
         self.ledger.close()
+        if self.notifier is not None:
+            self.notifier.close()
 
     # ------------------------------------------------------------------ start and tick
 
@@ -66,11 +70,6 @@ class Service:
                 log.warning(json.dumps({"service": "trigger failed", "trigger": trigger.id,
                                         "error": f"{type(e).__name__}: {e}"}))
         self._deadlines(now)
-        if self.notifier is not None:
-            try:
-                self.notifier.tick()
-            except Exception as e:  # noqa: BLE001 - notifications never stop the service
-                log.warning(json.dumps({"service": "notify failed", "error": f"{type(e).__name__}: {e}"}))
 
     # ------------------------------------------------------------------ triggers
 
