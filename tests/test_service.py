@@ -189,3 +189,27 @@ def test_a_webhook_with_a_bad_signature_starts_nothing_and_a_good_one_starts_one
         assert again.status_code == 200 and again.json()["run"] == started.json()["run"]  # a retried delivery
         assert client.post("/hooks/nowhere", content=body, headers={"X-Studiox-Signature": good}).status_code == 404
         assert _wait_for(lambda: [r.status for r in _runs(home)] == ["succeeded"], 60)
+
+
+def test_a_run_cut_off_by_a_crash_is_resumed_when_the_service_starts(tmp_path, studiox):
+    from studiox.portal.drives import Drives
+
+    mission = write_mission(tmp_path / "steps.yaml", (
+        "mission: steps\nsteps:\n  - {id: a, set: {x: 1}}\n  - {id: b, set: {y: 2}}\n  - {id: c, set: {z: 3}}\n"
+        "verdict: {choices: [Done], value: Done}\n"))
+    home = tmp_path / "home"
+    killed = subprocess.run([sys.executable, "-m", "studiox", "run", str(mission), "--home", str(home), "-q"],
+                            env={**os.environ, "STUDIOX_TEST_KILL_AFTER_EVENT": "3"}, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL
+    run_id = killed.stdout.split()[0]
+    assert json.loads(studiox("status", run_id, "--json", "--home", home).stdout)["status"] == "interrupted"
+    (home / "logs").mkdir(exist_ok=True)
+    drives = Drives(home)
+    service = Service(home, [load(mission)], drives.drive)
+    try:
+        service.recover()
+        assert _wait_for(lambda: json.loads(studiox("status", run_id, "--json", "--home", home).stdout)["status"]
+                         == "succeeded", 60)
+    finally:
+        service.close()
+        drives.stop_all()
