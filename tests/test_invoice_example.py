@@ -83,4 +83,5 @@ def test_one_invoice_is_paid_once_by_a_second_pair_of_eyes_on_evidence_still_tru
     assert f"erp.post_payment for INV-2291 was already done in run {first_payment}" in explain
     assert f"approved by {ALICE}" in explain
     with sqlite3.connect(missions / "data" / "erp.sqlite") as db:
-        assert db.execute("SELECT invoice_number, amount FROM payments").fetchall() == [("INV-2291", 1780.0)]
+        assert db.execute("SELECT invoice_number, amount FROM payments WHERE invoice_number = 'INV-2291'"
+                          ).fetchall() == [("INV-2291", 1780.0)]
