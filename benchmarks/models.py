@@ -9,8 +9,8 @@
 Each model runs missions/invoice.yaml on INV-2291 (a copy of the missions folder, its own state
 folder, a new process each round, --no-input so the payment parks), and its workers' answers are
 scored field by field against the answers a person checked (missions/data/invoice.replay.yaml):
-invoice number, order number, total and the number of lines for `extract`; whether it matches
-and the cost centre for `match`. Latency is the model's own time per call; memory is the run's
+invoice number, order number, supplier, total and the number of lines for `extract`; whether
+supplier and items match for `match` (asked only when the order number read is on file). Latency is the model's own time per call; memory is the run's
 peak resident size (a local model is loaded in it). No goal: a table to choose a model with.
 """
 
@@ -31,7 +31,8 @@ from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
-FIELDS = {"extract": ("invoice_number", "po_number", "total", "lines"), "match": ("matches", "cost_centre")}
+FIELDS = {"extract": ("invoice_number", "po_number", "supplier", "total", "lines"),
+          "match": ("supplier_matches", "items_match")}
 
 
 def gold() -> dict:

@@ -41,7 +41,7 @@ def test_validate_prints_the_plan_of_a_valid_mission():
     result = cli("validate", "missions/invoice.yaml", cwd=ROOT, env={"COLUMNS": "200", "PATH": ""})
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "missions/invoice.yaml: mission invoice-approval, 6 steps" in out
+    assert "missions/invoice.yaml: mission invoice-approval, 14 steps" in out
     for expected in ("model openai/gpt-4o-mini", "knowledge purchase_orders", "tool erp.check_budget",
                      "tool erp.post_payment", "ends the run: Rejected"):
         assert expected in out

@@ -47,11 +47,12 @@ def test_one_invoice_is_paid_once_by_a_second_pair_of_eyes_on_evidence_still_tru
            "--replay", missions / "data" / "invoice.replay.yaml")
     first = studiox(*run, timeout=120)
     assert first.returncode == 3, first.stdout + first.stderr
-    assert "found 1 passage(s) for 'PO-1042': purchase_orders/PO-1042.md#L3-L12" in first.stdout
+    assert "found 1 passage(s) for 'PO-1042' where po_number = PO-1042: purchase_orders/PO-1042.md#L6-L15" \
+        in first.stdout
     first_id, first_decision = first.stdout.split()[1], _decision(first)
     shown = json.loads(studiox("decision", "show", first_decision, "--json").stdout)
     order = {s["label"]: s["value"] for s in shown["shown"]}["evidence"]  # passed to the pay-supplier sub-mission
-    assert order.startswith("[purchase_orders/PO-1042.md#L3-L12]\n") and "Cost centre: CC-410" in order
+    assert order.startswith("[purchase_orders/PO-1042.md#L6-L15]\n") and "Cost centre: CC-410" in order
     assert shown["key"] == "INV-2291"
     first_payment = shown["run"]  # the pay-supplier run that the invoice run's payment step started
     assert first_payment != first_id
@@ -83,4 +84,11 @@ def test_one_invoice_is_paid_once_by_a_second_pair_of_eyes_on_evidence_still_tru
     assert f"erp.post_payment for INV-2291 was already done in run {first_payment}" in explain
     assert f"approved by {ALICE}" in explain
     with sqlite3.connect(missions / "data" / "erp.sqlite") as db:
-        assert db.execute("SELECT invoice_number, amount FROM payments").fetchall() == [("INV-2291", 1780.0)]
+        assert db.execute("SELECT invoice_number, amount FROM payments WHERE invoice_number = 'INV-2291'"
+                          ).fetchall() == [("INV-2291", 1780.0)]
+
+    assert studiox("cancel", duplicate_id, "--reason", "paid in the first run").returncode == 0
+    later = studiox(*run, timeout=120)  # once paid, the invoice is refused before anyone is asked
+    assert later.returncode == 0, later.stdout + later.stderr
+    assert later.stdout.splitlines()[-1] == "verdict: Rejected — Already paid: the ERP booked 1780.0 EUR for " \
+                                            "INV-2291 against PO-1042 (payment 2); an invoice is paid once."

@@ -111,7 +111,8 @@ def test_the_invoice_mission_runs_in_process_offline_on_the_packaged_model(studi
     run_id = result.stdout.split()[1]
     schemas = {s.id: s.spec["output"] for s in missions.load(copy / "invoice.yaml").walk() if s.kind == "worker"}
     calls = _model_calls(studiox, run_id)
-    assert {c["step"] for c in calls} >= {"extract", "match"}
+    # match runs only when the placeholder answers name an order on file and not one paid already
+    assert "extract" in {c["step"] for c in calls}
     for call in calls:
         answer = json.loads(call["reply"]["content"], strict=False)
         assert not list(Draft202012Validator(schemas[call["step"]]).iter_errors(answer["output"])), call

