@@ -8,7 +8,7 @@
 
 Each model runs missions/invoice.yaml on INV-2291 (a copy of the missions folder, its own state
 folder, a new process each round, --no-input so the payment parks), and its workers' answers are
-scored field by field against the answers a person checked (missions/data/invoice.replay.yaml):
+scored field by field against the answers a person checked (missions/data/replies/invoice-INV-2291.yaml):
 invoice number, order number, supplier, total and the number of lines for `extract`; whether
 supplier and items match for `match` (asked only when the order number read is on file). Latency is the model's own time per call; memory is the run's
 peak resident size (a local model is loaded in it). No goal: a table to choose a model with.
@@ -36,7 +36,7 @@ FIELDS = {"extract": ("invoice_number", "po_number", "supplier", "total", "lines
 
 
 def gold() -> dict:
-    answers = yaml.safe_load((ROOT / "missions" / "data" / "invoice.replay.yaml").read_text())
+    answers = yaml.safe_load((ROOT / "missions" / "data" / "replies/invoice-INV-2291.yaml").read_text())
     return {step: answers[step][0]["output"] for step in FIELDS}
 
 

@@ -42,7 +42,7 @@ def main() -> None:
         page.goto(f"{url}/missions/invoice-approval/start")
         page.set_input_files("input[name='file.invoice']", str(missions / "data" / "invoice-INV-2291.txt"))
         page.click("summary")
-        page.set_input_files("input[name='file.__replay__']", str(missions / "data" / "invoice.replay.yaml"))
+        page.set_input_files("input[name='file.__replay__']", str(missions / "data" / "replies/invoice-INV-2291.yaml"))
         page.click("form.card button[type=submit]")
         page.locator("#rail").filter(has_text="needs a decision").wait_for(timeout=90_000)
         page.goto(f"{url}/decisions")

@@ -44,7 +44,7 @@ def _decision(result) -> str:
 def test_one_invoice_is_paid_once_by_a_second_pair_of_eyes_on_evidence_still_true(team):
     studiox, missions = team
     run = ("run", missions / "invoice.yaml", "--input", f"invoice=@{missions / 'data' / 'invoice-INV-2291.txt'}",
-           "--replay", missions / "data" / "invoice.replay.yaml")
+           "--replay", missions / "data" / "replies/invoice-INV-2291.yaml")
     first = studiox(*run, timeout=120)
     assert first.returncode == 3, first.stdout + first.stderr
     assert "found 1 passage(s) for 'PO-1042' where po_number = PO-1042: purchase_orders/PO-1042.md#L6-L15" \

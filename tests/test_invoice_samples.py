@@ -25,8 +25,8 @@ REJECTED = {  # the verdicts of the samples that end without asking anyone
 
 
 def _replies(invoice: str):
-    """INV-2291's answers are the README's main command's; the other samples' are in replies/."""
-    return DATA / "invoice.replay.yaml" if invoice == "INV-2291" else DATA / "replies" / f"{invoice}.yaml"
+    """Each sample's scripted answers, named after its file (as the inbox trigger finds them)."""
+    return DATA / "replies" / f"invoice-{invoice}.yaml"
 
 
 @pytest.fixture
@@ -81,3 +81,44 @@ def test_a_small_price_difference_goes_to_payment_with_the_difference_first_on_t
     assert evidence.startswith("Within the 25 EUR tolerance: 9458.0 EUR invoiced against 9450.0 EUR ordered on "
                                "PO-2077 (+8.0 EUR): printed brochures are billed at 329.00 EUR a box, ordered at "
                                "325.00 (2 boxes)\n\n[purchase_orders/PO-2077.md#L6-L16]\n")
+
+
+def test_the_six_samples_dropped_into_the_inbox_start_six_runs_that_reach_their_outcomes(missions):
+    """The invoice example comes alive: `studiox serve --no-web` takes the samples from the inbox."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    home = missions.parent / "home"
+    for invoice in SAMPLES:
+        shutil.copy(DATA / f"invoice-{invoice}.txt", missions / "inbox")
+    service = subprocess.Popen([sys.executable, "-m", "studiox", "serve", "--no-web", str(missions / "invoice.yaml"),
+                                "--home", str(home)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "STUDIOX_HOME": str(home)})
+
+    def runs() -> list[dict]:
+        listed = cli("runs", "--json", "--home", home)
+        return json.loads(listed.stdout) if listed.returncode == 0 and listed.stdout.strip() else []
+
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            top = [r for r in runs() if r["mission"] == "invoice-approval"]
+            if len(top) == 6 and all(r["status"] in ("waiting", "succeeded") for r in top):
+                break
+            time.sleep(0.5)
+    finally:
+        service.send_signal(signal.SIGTERM)
+        said, _ = service.communicate(timeout=60)
+    top = [r for r in runs() if r["mission"] == "invoice-approval"]
+    assert len(top) == 6, said
+    by_key = {r["key"]: r for r in top}
+    assert sorted(by_key) == sorted(SAMPLES)
+    for invoice in REJECTED:
+        assert by_key[invoice]["status"] == "succeeded" and by_key[invoice]["verdict"] == "Rejected", invoice
+    for invoice in ("INV-2291", "INV-5532"):  # these wait for a person to approve their payment
+        assert by_key[invoice]["status"] == "waiting", invoice
+    assert sorted(p.name for p in (missions / "inbox" / "processed").iterdir()) == \
+        sorted(f"invoice-{invoice}.txt" for invoice in SAMPLES)

@@ -70,7 +70,7 @@ def _start_invoice(page, base: str, missions: Path) -> str:
     page.goto(f"{base}/missions/invoice-approval/start")
     page.set_input_files("input[name='file.invoice']", str(missions / "data" / "invoice-INV-2291.txt"))
     page.click("summary")
-    page.set_input_files("input[name='file.__replay__']", str(missions / "data" / "invoice.replay.yaml"))
+    page.set_input_files("input[name='file.__replay__']", str(missions / "data" / "replies/invoice-INV-2291.yaml"))
     page.click("form.card button[type=submit]")
     expect(page.locator("h1")).to_contain_text("Run ")
     return page.url.rsplit("/", 1)[1]

@@ -70,9 +70,9 @@ def _problems(tmp_path, mission_text: str, replay_text: str) -> list[str]:
 
 def test_the_shipped_invoice_replay_fits_the_invoice_mission(studiox):
     result = studiox("validate", ROOT / "missions" / "invoice.yaml", "--replay",
-                     ROOT / "missions" / "data" / "invoice.replay.yaml")
+                     ROOT / "missions" / "data" / "replies/invoice-INV-2291.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "invoice.replay.yaml: its answers fit mission invoice-approval" in result.stdout
+    assert "replies/invoice-INV-2291.yaml: its answers fit mission invoice-approval" in result.stdout
 
 
 def test_the_expenses_example_has_no_worker_and_so_no_replay_file():

@@ -213,3 +213,28 @@ def test_a_run_cut_off_by_a_crash_is_resumed_when_the_service_starts(tmp_path, s
     finally:
         service.close()
         drives.stop_all()
+
+
+def test_a_triggered_run_gets_the_defaults_of_its_inputs_and_inputs_that_do_not_fit_start_nothing(tmp_path):
+    text = ("mission: defaults\ninputs: {note: {type: string}, limit: {type: number, default: 5}}\n"
+            "triggers:\n  - webhook: {path: /hooks/d, secret_env: D_SECRET}\n"
+            "steps:\n  - {id: s, set: {v: '${{ inputs.limit }}'}}\n")
+    mission = load(write_mission(tmp_path / "defaults.yaml", text))
+    home = tmp_path / "home"
+    api.open_store(home, create=True).close()
+    os.environ["D_SECRET"] = "k"
+    try:
+        service = Service(home, [mission], lambda run: None)
+        body = json.dumps({"note": "hi"}).encode()
+        signed = "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+        status, answer = service.webhook("/hooks/d", body, signed)
+        assert status == 201
+        store = api.need_store(home)
+        assert store.event(answer["run"], 1)["inputs"] == {"note": "hi", "limit": 5}
+        store.close()
+        bad = json.dumps({"note": 3}).encode()
+        status, answer = service.webhook("/hooks/d", bad, "sha256=" + hmac.new(b"k", bad, hashlib.sha256).hexdigest())
+        assert status == 409 and "not started" in answer["error"] and "note" in answer["error"]
+        service.close()
+    finally:
+        del os.environ["D_SECRET"]

@@ -279,7 +279,7 @@ def test_the_cli_runs_a_worker_offline_with_replay_and_status_shows_usage(tmp_pa
 
 
 @pytest.mark.parametrize("args", [["validate", "missions/invoice.yaml"], ["runs"], ["status", "--help"],
-                                  ["validate", "missions/invoice.yaml", "--replay", "missions/data/invoice.replay.yaml"]])
+                                  ["validate", "missions/invoice.yaml", "--replay", "missions/data/replies/invoice-INV-2291.yaml"]])
 def test_commands_that_run_no_model_do_not_import_litellm(args, tmp_path):
     # a subprocess: what a command imports is only seen in a fresh interpreter
     probe = ("import sys; from studiox.cli import main; code = main(sys.argv[1:]); "

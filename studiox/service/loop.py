@@ -142,12 +142,14 @@ class Service:
         try:
             if store.last_seq(firing.run) == 0:
                 from ..engine import Engine
+                from ..mission.inputs import check
 
+                inputs = check(mission, firing.detail.get("inputs") or {})  # defaults applied, as --input does
                 options = api.run_options(mission=mission, model=None, cache=False,
                                           replay=Path(firing.detail["options"]["replay"])
                                           if firing.detail.get("options", {}).get("replay") else None)
-                Engine(store, ports=api.PORTS_FACTORY).start(mission, firing.detail.get("inputs") or {}, options,
-                                                            run_id=firing.run, user=f"trigger {firing.kind}")
+                Engine(store, ports=api.PORTS_FACTORY).start(mission, inputs, options, run_id=firing.run,
+                                                            user=f"trigger {firing.kind}")
         except (InputsInvalid, StudioxError) as e:  # the inputs do not fit, or the business key has a live run
             outcome = f"not started: {e}"
             self.ledger.settle(firing, outcome)
