@@ -70,7 +70,8 @@ def test_six_files_start_six_runs_once_each_across_a_kill_and_a_file_dropped_aga
         first.wait()
     second = _service(tmp_path, home)
     try:
-        assert _wait_for(lambda: len(_runs(home)) == 6 and all(r.status == "succeeded" for r in _runs(home)), 90)
+        assert _wait_for(lambda: len(_runs(home)) == 6 and all(r.status == "succeeded" for r in _runs(home))
+                         and len(list((tmp_path / "processed").glob("*.txt"))) == 6, 90)
         assert sorted(r.verdict for r in _runs(home)) == ["Read"] * 6
         ledger = Ledger(home)
         firings = ledger.all()
