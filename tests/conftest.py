@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 import warnings
 from collections.abc import Iterator, Mapping
@@ -251,6 +252,16 @@ def studiox(tmp_path) -> Sx:
     runner = Sx(tmp_path)
     runner.real = True
     return runner
+
+
+def wait_for(predicate, seconds: float = 60) -> bool:
+    """Whether ``predicate()`` came true within ``seconds`` (looked at every 0.2 s)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def write_mission(path: Path, text: str) -> Path:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_mission
+from conftest import wait_for, write_mission
 from starlette.testclient import TestClient
 
 from studiox import users
@@ -124,15 +124,6 @@ def test_a_viewer_sees_no_approve_button_and_a_forged_approval_is_refused(portal
     assert json.loads(studiox("decisions", "--json", "--home", home).stdout)[0]["status"] == "pending"
 
 
-def _wait_for(predicate, seconds: float = 60):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def test_a_decision_made_in_the_portal_resumes_a_run_parked_by_the_cli_with_the_person_recorded(portal, studiox):
     client, home, mission, log = portal
     parked = studiox("run", mission, "--no-input", "--home", home, "--input", "label=portal")
@@ -146,7 +137,7 @@ def test_a_decision_made_in_the_portal_resumes_a_run_parked_by_the_cli_with_the_
     done = client.post(f"/decisions/{decision}/approve", data={"csrf": _csrf(review.text), "confirm": "yes",
                                                              "note": "ok", "arg.label": "portal"})
     assert done.status_code == 200 and f"Run {run_id}" in done.text
-    assert _wait_for(lambda: json.loads(studiox("status", run_id, "--json", "--home", home).stdout)["status"]
+    assert wait_for(lambda: json.loads(studiox("status", run_id, "--json", "--home", home).stdout)["status"]
                      == "succeeded")
     assert [json.loads(line)["label"] for line in log.read_text().splitlines()] == ["portal"]
     shown = json.loads(studiox("decision", "show", decision, "--json", "--home", home).stdout)
@@ -205,14 +196,14 @@ def test_sigterm_stops_the_server_cleanly_and_leaves_a_running_run_resumable(tmp
                               env={**os.environ, "STUDIOX_HOME": str(home)})
     base = f"http://127.0.0.1:{port}"
     try:
-        assert _wait_for(lambda: _healthy(base), 30), server.stderr.read() if server.poll() is not None else ""
+        assert wait_for(lambda: _healthy(base), 30), server.stderr.read() if server.poll() is not None else ""
         with httpx.Client(base_url=base) as client:
             client.post("/login", data={"name": "sam", "password": "sam-password"})
             form = client.get("/missions/slow/start").text
             started = client.post("/missions/slow/start", data={"csrf": _csrf(form)})
             assert started.status_code == 303, started.text
             run_id = started.headers["location"].rsplit("/", 1)[1]
-        assert _wait_for(lambda: "running" in studiox("status", run_id, "--home", home).stdout, 30)
+        assert wait_for(lambda: "running" in studiox("status", run_id, "--home", home).stdout, 30)
         server.send_signal(signal.SIGTERM)
         _, said = server.communicate(timeout=60)
     finally:
@@ -259,7 +250,7 @@ def test_a_run_page_its_live_events_export_verification_and_a_cited_passage(tmp_
                               follow_redirects=False)
         assert started.status_code == 303, started.text
         run_id = started.headers["location"].rsplit("/", 1)[1]
-        assert _wait_for(lambda: "Done" in client.get(f"/runs/{run_id}").text)
+        assert wait_for(lambda: "Done" in client.get(f"/runs/{run_id}").text)
         page = client.get(f"/runs/{run_id}").text
         assert "<svg class=\"timeline\"" in page and "find" in page and "Zurich" in page
         events = client.get(f"/runs/{run_id}/events?after=0").text  # the live rail, from the start

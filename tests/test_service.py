@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from conftest import write_mission
+from conftest import wait_for, write_mission
 from starlette.testclient import TestClient
 
 from studiox import api
@@ -29,15 +29,6 @@ INBOX_MISSION = ("mission: intake\ninputs: {note: {type: string}}\n"
                  "then: {move_to: processed}}\n"
                  "steps:\n  - {id: read, set: {first: '${{ split(inputs.note)[0] }}'}}\n"
                  "verdict: {choices: [Read], value: Read, note: '${{ steps.read.output.first }}'}\n")
-
-
-def _wait_for(predicate, seconds: float = 60) -> bool:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def _runs(home: Path) -> list:
@@ -64,13 +55,13 @@ def test_six_files_start_six_runs_once_each_across_a_kill_and_a_file_dropped_aga
         (inbox / f"invoice-{i}.txt").write_text(f"INV-{i} from supplier {i}\n")
     first = _service(tmp_path, home)
     try:  # kill -9 the service as soon as some runs have started, then start it again
-        assert _wait_for(lambda: len(_runs(home)) >= 2, 60), first.stdout
+        assert wait_for(lambda: len(_runs(home)) >= 2, 60), first.stdout
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
     second = _service(tmp_path, home)
     try:
-        assert _wait_for(lambda: len(_runs(home)) == 6 and all(r.status == "succeeded" for r in _runs(home))
+        assert wait_for(lambda: len(_runs(home)) == 6 and all(r.status == "succeeded" for r in _runs(home))
                          and len(list((tmp_path / "processed").glob("*.txt"))) == 6, 90)
         assert sorted(r.verdict for r in _runs(home)) == ["Read"] * 6
         ledger = Ledger(home)
@@ -81,7 +72,7 @@ def test_six_files_start_six_runs_once_each_across_a_kill_and_a_file_dropped_aga
         # the same invoice again, and renamed: known by its content, no new run
         shutil.copy(tmp_path / "processed" / "invoice-3.txt", inbox / "invoice-3.txt")
         shutil.copy(tmp_path / "processed" / "invoice-4.txt", inbox / "renamed.txt")
-        assert _wait_for(lambda: not list(inbox.iterdir()), 30)  # taken, moved aside
+        assert wait_for(lambda: not list(inbox.iterdir()), 30)  # taken, moved aside
         time.sleep(1)
         assert len(_runs(home)) == 6
         said = studiox_triggers(tmp_path, home)
@@ -159,7 +150,7 @@ def test_an_approval_with_a_two_second_deadline_expires_and_reaches_its_on_timeo
             service.tick()
             return json.loads(studiox("status", run_id, "--json", "--home", home).stdout)["status"] == "succeeded"
 
-        assert _wait_for(finished, 60)  # nobody typed resume
+        assert wait_for(finished, 60)  # nobody typed resume
     finally:
         service.close()
         drives.stop_all()
@@ -189,7 +180,7 @@ def test_a_webhook_with_a_bad_signature_starts_nothing_and_a_good_one_starts_one
         again = client.post("/hooks/invoices", content=body, headers={"X-Studiox-Signature": good})
         assert again.status_code == 200 and again.json()["run"] == started.json()["run"]  # a retried delivery
         assert client.post("/hooks/nowhere", content=body, headers={"X-Studiox-Signature": good}).status_code == 404
-        assert _wait_for(lambda: [r.status for r in _runs(home)] == ["succeeded"], 60)
+        assert wait_for(lambda: [r.status for r in _runs(home)] == ["succeeded"], 60)
 
 
 def test_a_run_cut_off_by_a_crash_is_resumed_when_the_service_starts(tmp_path, studiox):
@@ -209,7 +200,7 @@ def test_a_run_cut_off_by_a_crash_is_resumed_when_the_service_starts(tmp_path, s
     service = Service(home, [load(mission)], drives.drive)
     try:
         service.recover()
-        assert _wait_for(lambda: json.loads(studiox("status", run_id, "--json", "--home", home).stdout)["status"]
+        assert wait_for(lambda: json.loads(studiox("status", run_id, "--json", "--home", home).stdout)["status"]
                          == "succeeded", 60)
     finally:
         service.close()
