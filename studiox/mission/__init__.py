@@ -7,6 +7,7 @@ line, column and YAML path.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,19 @@ def digest_of(text: str) -> str:
 def load(path: str | Path) -> Mission:
     """Read, check and type a mission file; raises MissionInvalid with every problem found."""
     return loads(read_source(path), str(path))
+
+
+_LOADED: dict[tuple, Mission] = {}
+
+
+def load_once(path: str | Path) -> Mission:
+    """:func:`load`, remembered for this process while the file is unchanged (same mtime and size):
+    a sub-mission is read once though validation, the plan and the run all ask for it."""
+    stat = os.stat(path)
+    key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _LOADED:
+        _LOADED[key] = load(path)
+    return _LOADED[key]
 
 
 def read_source(path: str | Path) -> str:

@@ -16,7 +16,7 @@ OUTPUT_FIELDS = ("run", "mission", "verdict", "note", "outputs")
 
 def child_of(file: str, written: str):
     """The child mission a ``mission:`` step names (loaded, checked), or why it cannot be."""
-    from . import MAX_DEPTH, load
+    from . import MAX_DEPTH, load_once
 
     path = str((Path(file).resolve().parent / written).resolve())
     chain = _CHAIN.get() or (str(Path(file).resolve()),)
@@ -29,7 +29,7 @@ def child_of(file: str, written: str):
         return None, f"the mission file '{written}' does not exist (paths are relative to this mission's file)"
     token = _CHAIN.set((*chain, path))
     try:
-        return load(path), None
+        return load_once(path), None
     except MissionInvalid as e:
         first = e.problems[0].render() if e.problems else ""
         more = f" (and {len(e.problems) - 1} more)" if len(e.problems) > 1 else ""

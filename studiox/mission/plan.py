@@ -37,13 +37,13 @@ def plan(mission: Mission) -> list[PlanRow]:
 
 
 def _child(mission: Mission, step: Step, seen: tuple[str, ...]) -> Mission | None:
-    from . import load, submission_path
+    from . import load_once, submission_path
 
     path = submission_path(mission, step)
     if str(path) in seen or not path.is_file():
         return None  # (validation says why)
     try:
-        return load(path)
+        return load_once(path)
     except Exception:  # noqa: BLE001 - an invalid child is reported by validation, not by the plan
         return None
 
