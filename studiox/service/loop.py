@@ -164,13 +164,12 @@ class Service:
     def _deadlines(self, now: float) -> None:
         """A decision past its deadline: its run is resumed, and the engine applies ``on_timeout``."""
         store = api.need_store(self.home)
-        try:  # undecided ones (the index says pending until an outcome is written), oldest first
+        try:  # only undecided ones whose limit has passed: the index says so, no decision read in vain
             queue = api.queue(store)
             late = set()
-            for row in store.decision_rows(states=("pending",), limit=10_000):
+            for row in store.decision_rows(states=("pending",), expires_by=now, limit=10_000):
                 decision = queue.get(row["id"])
-                expires = decision.request.get("expires_at")
-                if decision.outcome is None and not decision.run_ended and expires is not None and expires <= now:
+                if decision.outcome is None and not decision.run_ended:
                     late.add(decision.run_id)
         finally:
             store.close()
