@@ -53,12 +53,20 @@ def show_run(store: Store, run_id: str, step: str | None = None) -> dict:
     return data
 
 
-def with_children(store: Store, run_id: str) -> list[str]:
-    """A run and every run below it (its mission steps' child runs, theirs, …), parent first."""
-    found = [run_id]
-    for _, claim in store.records(f"child:{run_id}:"):
-        found += with_children(store, claim["run"])
+def descendants(store: Store, run_id: str) -> list[tuple[str, str]]:
+    """``(run, via)`` of every run below ``run_id`` (its mission steps' child runs, theirs, …), with
+    the path of steps that started it (``payment``, ``payment/pay``)."""
+    found = []
+    for key, claim in store.records(f"child:{run_id}:"):
+        via = key.split(":", 2)[2]
+        found.append((claim["run"], via))
+        found += [(child, f"{via}/{below}") for child, below in descendants(store, claim["run"])]
     return found
+
+
+def with_children(store: Store, run_id: str) -> list[str]:
+    """A run and every run below it, parent first."""
+    return [run_id, *(child for child, _ in descendants(store, run_id))]
 
 
 def runs_in_full(store: Store, ids: list[str], *, until: float | None = None,

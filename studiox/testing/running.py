@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .. import api
 from ..errors import StudioxError
+from ..trail import descendants
 from .cases import DEFAULT_DECIDER, Case, TestFile, step_id
 from .doubles import ports_for, read_calls
 
@@ -134,16 +135,6 @@ def _the_run(store) -> str | None:
     return None
 
 
-def _children(store, run_id: str) -> list[tuple[str, str]]:
-    """(run, via) of every run below ``run_id`` (its mission steps' runs, theirs, ...)."""
-    found = []
-    for key, claim in store.records(f"child:{run_id}:"):
-        via = key.split(":", 2)[2]
-        found.append((claim["run"], via))
-        found += [(child, f"{via}/{below}") for child, below in _children(store, claim["run"])]
-    return found
-
-
 def _decide(store, run_id: str, case: Case, used: dict[str, int], home: Path) -> str | None:
     """Make the pending decisions of the run that the case scripts; why not, when one is not."""
     pending = list(api.list_decisions(store))  # the case's run's, and its sub-missions' runs'
@@ -158,7 +149,7 @@ def _decide(store, run_id: str, case: Case, used: dict[str, int], home: Path) ->
                 return stop
             continue
         address = request["step"]
-        via = next((v for c, v in _children(store, run_id) if c == decision.run_id), None)
+        via = next((v for c, v in descendants(store, run_id) if c == decision.run_id), None)
         names = [f"{via}/{address}"] if via else []
         names += [address, step_id(address)]
         slot = next((n for n in names if n in case.decisions), names[-1])
@@ -220,7 +211,7 @@ def observe(home: Path, *, stopped: str | None = None, killed: bool = False) -> 
         finished = state.finished or {}
         steps = {address: {"status": ev["status"], "output": ev.get("output"), "error": ev.get("error")}
                  for address, ev in state.done.items()}
-        below = _children(store, run_id)
+        below = descendants(store, run_id)
         via = dict(below)
         decisions = [{"step": d.request["step"], "via": via.get(d.run_id), "action": d.request["action"]["target"],
                       "arguments": d.request["action"]["arguments"], "in_doubt": bool(d.request.get("in_doubt")),
