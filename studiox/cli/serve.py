@@ -114,12 +114,13 @@ def triggers(
 ) -> None:
     """A mission's triggers and their last firings (from the trigger ledger of the state folder)."""
     import time
+    from datetime import datetime
 
     from rich.table import Table
 
     from ..service import triggers as kinds
     from ..service.ledger import DATABASE, Ledger
-    from ..units import iso
+    from ..units import iso, when
     from .output import escape, print_json
 
     mission = api.load_mission(mission_file)
@@ -142,16 +143,10 @@ def triggers(
         return
     table = Table("trigger", "watches", "last firings", header_style="bold")
     for row in rows:
-        firings = "\n".join(f"{when_text(f['at'])} → run {f['run']}" + (f" ({f['file']})" if f.get("file") else "")
+        firings = "\n".join(f"{when(datetime.fromisoformat(f['at']).timestamp())} → run {f['run']}" + (f" ({f['file']})" if f.get("file") else "")
                             + ("" if f["outcome"] == "started" else f" [{f['outcome'] or 'starting'}]")
                             for f in row["firings"]) or "—"
         if row.get("next"):
-            firings += f"\nnext: {when_text(row['next'])}"
+            firings += f"\nnext: {when(datetime.fromisoformat(row['next']).timestamp())}"
         table.add_row(escape(row["trigger"]), escape(row["watches"]), escape(firings))
     out.print(table)
-
-
-def when_text(stamp: str | None) -> str:
-    from datetime import datetime
-
-    return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M:%S") if stamp else "—"
