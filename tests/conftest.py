@@ -277,3 +277,26 @@ def _model_client_imported():
     from studiox.adapters.models import _litellm
 
     _litellm()
+
+
+# ---------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """One throwaway PostgreSQL server per test process (about 1.3 s to start; see tests/support/postgres.py);
+    the URL of its first database."""
+    from tests.support import postgres
+
+    if postgres.binaries() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
+    with postgres.server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A new, empty database on the session's server, for one test."""
+    from tests.support import postgres
+
+    return postgres.fresh_database(postgres_server)
