@@ -57,10 +57,11 @@ def home_path(home: Path | None = None) -> Path:
 
 
 def open_store(home: Path | None = None, *, create: bool = False) -> Store | None:
-    """The state folder's store; None when it does not exist (and ``create`` is false)."""
-    from .state.store import Store
+    """The store (the state folder's, or the PostgreSQL database's: see state/backends.py); None when
+    a local state folder does not exist (and ``create`` is false)."""
+    from .state import backends
 
-    store = Store.open(home_path(home), create=create)
+    store = backends.open_store(home_path(home), create=create)
     if store is not None and store.migrated is not None:
         NOTICE(migration_note(store))
     return store
@@ -285,7 +286,6 @@ def list_runs(store: Store | None, *, status: str | None = None, mission: str | 
               key: str | None = None, since: float | None = None, limit: int | None = None) -> list[RunRow]:
     """Runs, newest first, at most ``limit`` of them: a page of the runs index table at a time, so
     the time taken does not grow with the number of runs stored."""
-    from .state.locks import is_driven
     from .state.store import FINISHED
 
     if store is None:
@@ -299,7 +299,7 @@ def list_runs(store: Store | None, *, status: str | None = None, mission: str | 
                                                          before=after, limit=size), "started", limit):
         current = info["state"]
         if current not in FINISHED:
-            driven = is_driven(store.home, info["id"])
+            driven = store.driven(info["id"])
             current = "running" if driven else "waiting" if current == "waiting" else "interrupted"
         if status and current != status:
             continue
@@ -336,10 +336,9 @@ def usage(state: RunState) -> dict:
 
 def run_status(store: Store, run_id: str) -> tuple[RunState, dict]:
     """One run as data: status, verdict, each finished step, what it waits for, model usage."""
-    from .state.locks import is_driven
 
     state = run_state(store, run_id)
-    current = state.status(is_driven(store.home, run_id))
+    current = state.status(store.driven(run_id))
     return state, {
         "id": run_id, "mission": state.mission_name, "key": state.key or None, "status": current,
         "verdict": state.verdict,

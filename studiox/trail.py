@@ -21,7 +21,6 @@ def show_run(store: Store, run_id: str, step: str | None = None) -> dict:
     from .errors import UsageError
     from .report import gather
     from .state.journal import derive
-    from .state.locks import is_driven
 
     events = store.events(run_id)
     state = derive(run_id, events)
@@ -40,7 +39,7 @@ def show_run(store: Store, run_id: str, step: str | None = None) -> dict:
                 "note": (found.outcome or {}).get("note")}
 
     data = gather(state, events, decision, iso)
-    data["run"]["status"] = state.status(is_driven(store.home, run_id))
+    data["run"]["status"] = state.status(store.driven(run_id))
     # the links of composition: the run (and step) this one serves, and the runs its mission steps started
     data["run"]["parent"] = (state.started or {}).get("parent")
     data["run"]["children"] = [{"step": key.split(":", 2)[2], "run": claim["run"]}
@@ -88,7 +87,6 @@ def runs_in_full(store: Store, ids: list[str], *, until: float | None = None,
 def follow(store: Store, run_id: str, *, poll: float = 0.2, settle: float = 1.0) -> Iterator[dict]:
     """A run's events as they are written, from the first: until it finishes, or no process has
     driven it for ``settle`` seconds (it parked, or its driver stopped)."""
-    from .state.locks import is_driven
 
     seq, undriven = 0, None
     while True:
@@ -98,7 +96,7 @@ def follow(store: Store, run_id: str, *, poll: float = 0.2, settle: float = 1.0)
             seq = new[-1]["seq"]
             if new[-1]["type"] == "run_finished":
                 return
-        if is_driven(store.home, run_id):
+        if store.driven(run_id):
             undriven = None
         elif undriven is None:
             undriven = time.monotonic()

@@ -30,7 +30,6 @@ from ..governance import Decision, DecisionQueue, os_user
 from ..mission import Mission
 from ..state import chain, keys
 from ..state.journal import JOURNAL_FORMAT, Journal, RunState, derive
-from ..state.locks import RunLock
 from ..state.store import Store
 from .control import Outcome
 from .walk import Run, key_text
@@ -176,7 +175,7 @@ class Engine:
         """:meth:`drive` inside an event loop. A parent run awaits its child's drive: ``via`` names
         the parent's step (``payment``; ``payment/pay`` a level further down)."""
         nested = via is not None
-        with RunLock(self.store.home, run_id):
+        with self.store.lock(run_id):
             state = self._resumable(run_id, retry_failed=retry_failed)
             started = state.started
             assert started is not None  # checked by _resumable
@@ -239,7 +238,7 @@ class Engine:
         marked cancelled after its end.
         """
         try:
-            with RunLock(self.store.home, run_id):
+            with self.store.lock(run_id):
                 self._state_for_cancel(run_id)
                 self._journal(run_id).append("run_finished", status="cancelled", reason=reason, user=os_user())
                 return "cancelled"

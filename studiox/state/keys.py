@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 
 from .journal import derive, run_status, summary
-from .locks import is_driven
 from .store import Store
 
 LIVE = ("running", "waiting", "interrupted")  # not finished: it may still act
@@ -43,7 +42,7 @@ def live_runs(store: Store, mission: str, key: str, *, other_than: str, before: 
         if record["run"] == other_than or (before is not None and (record["at"], record["run"]) >= (before, other_than)):
             continue
         _, last = summary(store, record["run"])
-        status = run_status(last, driven=is_driven(store.home, record["run"]))
+        status = run_status(last, driven=store.driven(record["run"]))
         if status in LIVE:
             found.append({"run": record["run"], "status": status, "at": record["at"]})
     return sorted(found, key=lambda r: (r["at"], r["run"]))

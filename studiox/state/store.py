@@ -113,6 +113,8 @@ def _after(prefix: str) -> str | None:
 class Store:
     """One state folder's database. Open it with :meth:`open`; it never rewrites what it did not write."""
 
+    _taken: type[Exception] = sqlite3.IntegrityError  # what the database raises for a key already written
+
     def __init__(self, home: Path, con: sqlite3.Connection | None, read_only: str | None = None):
         self.home = home
         self._con = con  # None: a read-only folder whose creation stopped before the database
@@ -214,6 +216,20 @@ class Store:
         if self._cache is not None:
             self._cache.close()
 
+    # ------------------------------------------------------------------ who drives a run
+
+    def lock(self, run_id: str):
+        """The lock a process holds while it drives ``run_id`` (a RunLock: use it in a with-block)."""
+        from .locks import RunLock
+
+        return RunLock(self.home, run_id)
+
+    def driven(self, run_id: str) -> bool:
+        """True when a live process holds the lock of ``run_id``."""
+        from .locks import is_driven
+
+        return is_driven(self.home, run_id)
+
     # ------------------------------------------------------------------ SQL
 
     def _rows(self, query: str, args: Iterable = ()) -> list[tuple]:
@@ -292,15 +308,18 @@ class Store:
         rows = [(run_id, seq, event["type"], event["at"], text) for (seq, event), text in zip(events, texts, strict=True)]
         try:
             with self._transaction() as execute:
-                if len(rows) == 1:
-                    execute("INSERT INTO events (run, seq, type, at, body) VALUES (?, ?, ?, ?, ?)", rows[0])
-                else:
-                    self._con.executemany(  # type: ignore[union-attr]
-                        "INSERT INTO events (run, seq, type, at, body) VALUES (?, ?, ?, ?, ?)", rows)
+                self._insert_events(execute, rows)
                 index_events(execute, run_id, [event for _, event in events])
-        except sqlite3.IntegrityError:
+        except self._taken:
             raise StoreError(f"event {events[0][0]} of run {run_id} was already written by another process; "
                              "this process stops driving the run") from None
+
+    def _insert_events(self, execute, rows: list[tuple]) -> None:
+        if len(rows) == 1:
+            execute("INSERT INTO events (run, seq, type, at, body) VALUES (?, ?, ?, ?, ?)", rows[0])
+        else:
+            self._con.executemany(  # type: ignore[union-attr]
+                "INSERT INTO events (run, seq, type, at, body) VALUES (?, ?, ?, ?, ?)", rows)
 
     def events(self, run_id: str, start: int = 1) -> list[dict]:
         """The run's events from ``start`` on, in order; a StoreError when one is missing or out of place
@@ -372,7 +391,7 @@ class Store:
             with self._transaction() as execute:
                 execute("INSERT INTO records (key, body) VALUES (?, ?)", (key, text))
                 index_record(execute, key, record)
-        except sqlite3.IntegrityError:
+        except self._taken:
             return False
         return True
 
@@ -407,7 +426,8 @@ class Store:
                 in self._rows(f"SELECT id, head_seq, updated FROM runs{where}", args)]
 
     def count_runs(self) -> int:
-        return self._rows("SELECT COUNT(*) FROM runs")[0][0] if self._con is not None else 0
+        rows = self._rows("SELECT COUNT(*) FROM runs")
+        return rows[0][0] if rows else 0
 
     def decision_rows(self, *, states: tuple[str, ...] | None = None, mission: str | None = None,
                       key: str | None = None, after: tuple[float, str] | None = None, limit: int = 100,
