@@ -196,12 +196,14 @@ class Sx:
         self.home = tmp_path / "home"
         self.effects = tmp_path / "effects.jsonl"
         self.tmp = tmp_path
+        self.backend: dict[str, str] = {}  # STUDIOX_BACKEND and STUDIOX_DATABASE_URL when not the local store
 
     def env(self, **extra) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STUDIOX_")}
         env.update(STUDIOX_HOME=str(self.home), SX_EFFECTS=str(self.effects), SX_FLAKY=str(self.tmp / "flaky"),
                    PYTHONPATH=str(TESTS) + os.pathsep + env.get("PYTHONPATH", ""), COLUMNS="200",
                    RECORD_DELAY="0")  # read by tests/support/mcp_test_server.py
+        env.update(self.backend)
         env.update({k: str(v) for k, v in extra.items()})
         return env
 
@@ -241,17 +243,25 @@ class Sx:
         return json.loads(result.stdout)
 
 
-@pytest.fixture
-def sx(tmp_path) -> Sx:
-    return Sx(tmp_path)
+def _on_backend(runner: Sx, request) -> Sx:
+    """``runner`` on the store STUDIOX_TEST_BACKEND names for the whole test run: local (the default), or
+    postgres — a fresh database on the session's throwaway server for each test."""
+    if os.environ.get("STUDIOX_TEST_BACKEND", "local") == "postgres":
+        runner.backend = {"STUDIOX_BACKEND": "postgres", "STUDIOX_DATABASE_URL": request.getfixturevalue("postgres_url")}
+    return runner
 
 
 @pytest.fixture
-def studiox(tmp_path) -> Sx:
+def sx(tmp_path, request) -> Sx:
+    return _on_backend(Sx(tmp_path), request)
+
+
+@pytest.fixture
+def studiox(tmp_path, request) -> Sx:
     """The plain CLI (real MCP integrations), in its own state folder."""
     runner = Sx(tmp_path)
     runner.real = True
-    return runner
+    return _on_backend(runner, request)
 
 
 def wait_for(predicate, seconds: float = 60) -> bool:
