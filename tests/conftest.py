@@ -227,6 +227,16 @@ class Sx:
         return subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=self.env(**env), stdin=subprocess.DEVNULL)
 
+    def store(self):
+        """The store the CLI of this runner writes (its state folder, or its PostgreSQL database)."""
+        from studiox.state.store import Store
+
+        if self.backend:
+            from studiox.state.pgstore import PgStore
+
+            return PgStore.connect(self.home, self.backend["STUDIOX_DATABASE_URL"])
+        return Store.open(self.home, create=False)
+
     def effects_log(self) -> list[dict]:
         if not self.effects.exists():
             return []

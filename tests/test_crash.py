@@ -43,9 +43,8 @@ def test_kill_at_every_event_then_resume_runs_each_finished_step_exactly_once(sx
 
 
 def _event_count(sx, run_id) -> int:
-    from studiox.state.store import Store
 
-    store = Store.open(sx.home, create=False)
+    store = sx.store()
     try:
         return store.last_seq(run_id)
     finally:
@@ -84,10 +83,9 @@ def test_kill_at_every_event_of_a_governed_payment_pays_exactly_once(sx):
     silently, so resume asks; the person (this test) knows the kill came before the call and
     answers --retry. Every other kill point resumes by itself. Either way: one payment.
     """
-    from studiox.state.store import Store
 
     clean = sx("run", PAYMENT, "--input", "amount=40", "-q")
-    store = Store.open(sx.home, create=False)
+    store = sx.store()
     n_events = store.last_seq(clean.stdout.split()[0])
     store.close()
     for k in range(1, n_events):

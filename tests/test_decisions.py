@@ -128,9 +128,8 @@ def test_the_auto_approval_rule_decides_as_policy_and_is_recorded(sx):
 def test_a_journaled_decision_is_a_fact_resume_never_asks_or_evaluates_again(sx):
     # kill right after the policy's decision is journaled, before the payment: resume pays once, asks nobody
     clean = sx("run", PAYMENT, "--input", "amount=40", "-q")
-    from studiox.state.store import Store
 
-    store = Store.open(sx.home, create=False)
+    store = sx.store()
     events = store.events(clean.stdout.split()[0])
     store.close()
     applied = next(e["seq"] for e in events if e["type"] == "decision_applied")
@@ -269,11 +268,10 @@ def test_a_run_without_a_terminal_never_hangs_on_the_prompt(sx):
 
 
 def test_an_in_doubt_call_is_asked_about_at_the_terminal(sx, terminal):
-    from studiox.state.store import Store
 
     # find the event right after the approved payment's action_started, then die there
     clean = sx("run", PAYMENT, "--input", "amount=40", "-q")
-    store = Store.open(sx.home, create=False)
+    store = sx.store()
     seq = next(e["seq"] for e in store.events(clean.stdout.split()[0]) if e["type"] == "action_started")
     store.close()
     sx.effects.unlink()
@@ -364,9 +362,8 @@ def test_a_worker_with_a_gated_tool_parks_with_exit_3_and_finishes_after_approva
     assert done.returncode == 0, done.stdout
     assert [e["tool"] for e in sx.effects_log()] == ["append", "pay"]
     run_id = parked.stdout.split()[1]
-    from studiox.state.store import Store
 
-    store = Store.open(sx.home, create=False)
+    store = sx.store()
     calls = [e["index"] for e in store.events(run_id) if e["type"] == "model_call" and e["step"] == "agent"]
     store.close()
     assert calls == [0, 1, 2]  # each turn asked once, across the pause

@@ -362,10 +362,9 @@ def test_decision_show_of_an_approved_edited_decision_reads_as_decided(sx):
 
 
 def test_decision_show_of_an_in_doubt_decision_wraps_at_80_columns(sx):
-    from studiox.state.store import Store
 
     clean = sx("run", PAYMENT, "--input", "amount=40", "-q")
-    store = Store.open(sx.home, create=False)
+    store = sx.store()
     seq = next(e["seq"] for e in store.events(clean.stdout.split()[0]) if e["type"] == "action_started")
     store.close()
     run_id = sx.process("run", PAYMENT, "--input", "amount=40", "-q",  # killed: a real process
