@@ -362,6 +362,18 @@ def outcome_json(outcome: Outcome, exit_code: int) -> dict:
             "exit_code": exit_code, "at": iso(time.time())}
 
 
+def outcome_of(store: Store, run_id: str) -> Outcome:
+    """How a run stands, as the outcome of a drive (for a run another process drove: a worker)."""
+    from .engine import control
+
+    state = run_state(store, run_id)
+    finished = state.finished or {}
+    status = state.status(driven=store.driven(run_id))
+    waiting = {**state.waiting, "decision": state.waiting["decision"]} if status == "waiting" and state.waiting else None
+    return control.Outcome(run_id, status, verdict=finished.get("verdict"), note=finished.get("note"),
+                   error=finished.get("error"), waiting=waiting)
+
+
 def cancel(store: Store, run_id: str, reason: str) -> str:
     """'cancelled' at once, or 'requested' when another process drives the run."""
     return engine(store).cancel(run_id, reason)

@@ -84,11 +84,12 @@ def runs_in_full(store: Store, ids: list[str], *, until: float | None = None,
     return chosen
 
 
-def follow(store: Store, run_id: str, *, poll: float = 0.2, settle: float = 1.0) -> Iterator[dict]:
-    """A run's events as they are written, from the first: until it finishes, or no process has
-    driven it for ``settle`` seconds (it parked, or its driver stopped)."""
+def follow(store: Store, run_id: str, *, poll: float = 0.2, settle: float = 1.0, start: int = 0) -> Iterator[dict]:
+    """A run's events as they are written, after the ``start``-th: until it finishes, or no process
+    has driven it for ``settle`` seconds (it parked, or its driver stopped; on the postgres backend a
+    segment queued for it counts as driving it)."""
 
-    seq, undriven = 0, None
+    seq, undriven = start, None
     while True:
         new = store.events(run_id, start=seq + 1)
         yield from new

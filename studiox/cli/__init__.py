@@ -14,7 +14,7 @@ import typer
 
 from .. import __version__, secrets
 from ..errors import StudioxError
-from . import audit, decisions, knowledge, missions, models, runs, serve, testing, users  # noqa: F401 - registers the commands
+from . import audit, decisions, knowledge, missions, models, runs, serve, testing, users, worker  # noqa: F401 - registers the commands
 from .app import EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, app, state
 from .output import err, plain
 

@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 
 from .. import api
+from ..dispatch import queued
 from ..errors import DecisionError, RunLocked
 from .app import AsJson, Home, NoInput, app, remember_home
 from .output import out, plain, print_json
-from .runs import drive, interactive
+from .runs import drive, follow_until_parked, interactive
 
 decision_app = typer.Typer(help="Look at one decision.", no_args_is_help=True,
                            context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,6 +70,9 @@ def _decide(decision_id: str, status: str, home: Path | None, *, note: str | Non
     decided = api.decide(store, decision_id, status, by=os_user(), claimed=claimed, note=note, edits=edits,
                          resolution=resolution, result=result)
     decision = decided.decision
+    if queued():
+        _wake(store, decided, wait=resume_now, as_json=as_json)
+        return
     if not resume_now or not (decision.status == APPROVED or status != APPROVED):
         if as_json:
             print_json({"decision": api.decision_json(decision), "changed": decided.changed, "run": None})
@@ -93,6 +97,33 @@ def _decide(decision_id: str, status: str, home: Path | None, *, note: str | Non
             plain(f"run {decision.run_id} is being driven by another process, which will apply this decision")
 
 
+def _wake(store, decided, *, wait: bool, as_json: bool) -> None:
+    """The postgres backend: a decision that settles its question wakes its run (a segment for a
+    worker, under an id fixed by the decision: two approvers at once wake it once); ``wait``: follow
+    the run's rail until it finishes or parks again."""
+    from ..dispatch import Dispatcher
+    from ..ui.rail import outcome_line
+
+    decision = decided.decision
+    segment = None
+    if decided.changed and decision.outcome is not None:  # (a quorum still short of approvers wakes nothing)
+        dispatcher = Dispatcher()
+        try:
+            segment = dispatcher.wake(decision.run_id, decision.id)
+        finally:
+            dispatcher.close()
+    if not as_json:
+        out.print(outcome_line(decision) if decided.changed else
+                  f"{decision.id} was already {decision.status}; nothing changed ({outcome_line(decision)})")
+    if wait:
+        follow_until_parked(store, decision.run_id, as_json=as_json)
+    if as_json:
+        print_json({"decision": api.decision_json(decision), "changed": decided.changed,
+                    "run": {"run": decision.run_id, "status": "queued", "segment": segment} if segment else None})
+    elif segment:
+        plain(f"run {decision.run_id} is queued for a worker; follow it with: studiox log {decision.run_id} --follow")
+
+
 @app.command()
 def approve(
     decision_id: Annotated[str, typer.Argument(metavar="ID", help="The decision's id (see 'studiox decisions').")],
@@ -101,7 +132,9 @@ def approve(
         "--as", help="Approve in this name (recorded as a claim, beside your OS user).")] = None,
     edits: Annotated[list[str], typer.Option(
         "--set", metavar="NAME=VALUE", help="Correct an argument before approving; checked again.")] = [],  # noqa: B006
-    resume_now: Annotated[bool, typer.Option("--resume", help="Continue the run at once.")] = False,
+    resume_now: Annotated[bool, typer.Option("--resume", help=(
+        "Continue the run at once (on the postgres backend, where a worker continues it: follow its rail)."))]
+    = False,
     happened: Annotated[bool, typer.Option(
         "--happened", help="For an in-doubt call: it did take effect (give what it returned with --result).")] = False,
     result: Annotated[str | None, typer.Option(
@@ -130,7 +163,9 @@ def reject(
     reason: Annotated[str, typer.Option("--reason", help="Why (required); kept in the audit trail.")],
     claimed: Annotated[str | None, typer.Option(
         "--as", help="Reject in this name (recorded as a claim, beside your OS user).")] = None,
-    resume_now: Annotated[bool, typer.Option("--resume", help="Continue the run at once.")] = False,
+    resume_now: Annotated[bool, typer.Option("--resume", help=(
+        "Continue the run at once (on the postgres backend, where a worker continues it: follow its rail)."))]
+    = False,
     home: Home = None,
     no_input: NoInput = False,
     as_json: AsJson = False,

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from .. import api
+from ..dispatch import queued
 from .app import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -138,6 +139,71 @@ def drive(store, run_id: str, *, resume: bool, retry_failed: bool = False, ask: 
     raise typer.Exit(code)
 
 
+Wait = Annotated[bool, typer.Option("--wait", help=(
+    "On the postgres backend: follow the run's rail as a worker drives it, until it finishes or parks "
+    "(the exit code then says which, as when the run is driven here)."))]
+
+
+def hand_over(store, run_id: str, why: str, *, decision: str | None = None, wait: bool, quiet: bool = False,
+              as_json: bool = False) -> None:
+    """The postgres backend: ask the workers for a segment of the run (``why``: start, resume or
+    decided, retry), then follow its rail if asked to wait, else say where it went. Exits."""
+    from ..dispatch import Dispatcher
+
+    dispatcher = Dispatcher()
+    try:
+        if why == "start":
+            segment = dispatcher.submit(run_id)
+        elif why == "decided":
+            assert decision is not None
+            segment = dispatcher.wake(run_id, decision)
+        else:
+            segment = dispatcher.resume(run_id, store.last_seq(run_id), retry=why == "retry")
+    finally:
+        dispatcher.close()
+    if not wait:
+        if as_json:
+            print_json({"run": run_id, "status": "queued", "segment": segment, "exit_code": EXIT_OK})
+        elif quiet:
+            plain(run_id)
+        else:
+            plain(f"run {run_id} is queued for a worker (studiox worker); follow it with: "
+                  f"studiox log {run_id} --follow")
+        raise typer.Exit(EXIT_OK)
+    follow_until_parked(store, run_id, quiet=quiet, as_json=as_json)
+
+
+def follow_until_parked(store, run_id: str, *, quiet: bool = False, as_json: bool = False) -> None:
+    """Print a run's rail as another process drives it, from its next event, until it finishes or
+    parks; exit with the code its outcome calls for."""
+    from ..ui.rail import live_line
+
+    run_id = api.engine(store).parent_of(run_id) or run_id  # a sub-mission's run is driven by its parent's
+    seen = store.last_seq(run_id)
+    try:
+        for event in api.follow(store, run_id, start=seen, settle=2.0):
+            if as_json or (quiet and event.get("via")):
+                continue
+            line = live_line(event) if not quiet or event["type"] == "run_finished" else None
+            if line:
+                out.print(line)
+                out.file.flush()
+    except KeyboardInterrupt:
+        err.print(f"stopped following run {run_id}; a worker drives it on (studiox log {run_id} --follow)",
+                  markup=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    outcome = api.outcome_of(store, run_id)
+    code = exit_code(outcome) if outcome.status != "interrupted" else EXIT_FAILED
+    if as_json:
+        print_json(api.outcome_json(outcome, code))
+    elif outcome.status == "interrupted":
+        err.print(f"run {run_id} is no longer driven (is a worker running?); it goes on when one takes it up "
+                  f"(studiox resume {run_id})", markup=False)
+    else:
+        say_what_next(outcome, store)
+    raise typer.Exit(code)
+
+
 def _find(home: Path | None, text: str):
     """The store and the run a person named (the whole id or its start)."""
     store = api.open_store(remember_home(home))
@@ -172,8 +238,10 @@ def run(
         "--allow-duplicate", help="Start even if a run for the same business key (the mission's key) has not "
                                   "finished.")] = False,
     as_json: Json = False,
+    wait: Wait = False,
 ) -> None:
-    """Run a mission from its first step. Prints the run id first, then each step, then the verdict."""
+    """Run a mission from its first step. Prints the run id first, then each step, then the verdict.
+    On the postgres backend the run is queued for the workers (--wait follows it)."""
     from ..mission.inputs import collect
 
     known = api.open_store(remember_home(home))  # a mission validated before by this version is not checked again
@@ -186,6 +254,8 @@ def run(
     if known is None:  # the first run in a new state folder: remember this mission as validated
         api.remember_valid(store, mission)
     run_id = make_engine(store, quiet=quiet, silent=as_json).start(mission, values, options)
+    if queued():
+        hand_over(store, run_id, "start", wait=wait, quiet=quiet, as_json=as_json)
     drive(store, run_id, resume=False, ask=interactive(no_input, as_json), quiet=quiet, as_json=as_json,
           mission=mission)
 
@@ -198,9 +268,13 @@ def resume(
     retry_failed: Annotated[bool, typer.Option(
         "--retry", help="Take up a failed run again from the step that failed (once its cause is fixed).")] = False,
     as_json: Json = False,
+    wait: Wait = False,
 ) -> None:
-    """Continue a paused or interrupted run from its first unfinished step."""
+    """Continue a paused or interrupted run from its first unfinished step. On the postgres backend a
+    worker continues it (--wait follows it)."""
     store, run_id = _find(home, run_id)
+    if queued():
+        hand_over(store, run_id, "retry" if retry_failed else "resume", wait=wait, as_json=as_json)
     drive(store, run_id, resume=True, retry_failed=retry_failed, ask=interactive(no_input, as_json),
           as_json=as_json)
 

@@ -60,7 +60,7 @@ def open_db(path: str | os.PathLike) -> sqlite3.Connection:
     return db
 
 
-def build_server(db_path: str | os.PathLike) -> MCPServer:
+def build_server(db_path: str | os.PathLike, pay_delay: float = 0.0) -> MCPServer:
     server = MCPServer("example-erp", instructions="An example ERP: budgets, purchase orders and payments.")
 
     def cost_centre(db: sqlite3.Connection, code: str) -> sqlite3.Row:
@@ -119,6 +119,7 @@ def build_server(db_path: str | os.PathLike) -> MCPServer:
             db.execute("UPDATE cost_centres SET spent = spent + ? WHERE code = ?", (amount, order["cost_centre"]))
             db.execute("COMMIT")
             row = db.execute("SELECT * FROM payments WHERE id = ?", (cur.lastrowid,)).fetchone()
+        time.sleep(pay_delay)  # booked, not yet answered: where a cut-off caller cannot know (--pay-delay)
         return {**dict(row), "duplicate_request": False}
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=True))
@@ -138,10 +139,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", default=os.environ.get("ERP_DB", "erp.sqlite"), help="the SQLite file")
     parser.add_argument("--http", type=int, metavar="PORT", help="serve streamable HTTP on 127.0.0.1:PORT")
+    parser.add_argument("--pay-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="wait this long after booking a payment before answering (a slow ERP: shows what a "
+                             "caller cut off in that moment does; the failover tests kill a worker there)")
     args = parser.parse_args(argv)
     logging.getLogger().setLevel(logging.WARNING)
     open_db(args.db).close()
-    server = build_server(args.db)
+    server = build_server(args.db, args.pay_delay)
     if args.http:
         server.run("streamable-http", host="127.0.0.1", port=args.http)
     else:

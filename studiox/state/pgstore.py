@@ -72,6 +72,7 @@ class PgStore(Store):
 
         super().__init__(home, None)
         self.url = url
+        self._segments: bool | None = None  # whether DBOS's tables exist (see queued)
         self._pg = connection
         self._pg_lock = threading.Lock()
         self._taken = psycopg.errors.UniqueViolation
@@ -138,13 +139,27 @@ class PgStore(Store):
         return PgRunLock(self.url, run_id)
 
     def driven(self, run_id: str) -> bool:
-        """True when some session holds the run's advisory lock (a shared one can't be had)."""
+        """True when some session holds the run's advisory lock (a shared one can't be had), or a
+        segment of the run waits in the workers' queue or is being driven (studiox/dispatch)."""
         key = lock_key(run_id)
         rows = self._rows("SELECT pg_try_advisory_lock_shared(?)", (key,))
         if rows and rows[0][0]:
             self._rows("SELECT pg_advisory_unlock_shared(?)", (key,))
-            return False
+            return self.queued(run_id)
         return True
+
+    def queued(self, run_id: str) -> bool:
+        """A segment of ``run_id`` is queued or under way (DBOS's table, read with plain SQL: no dbos import).
+        Segment ids start with ``RUN/``; '0' follows '/', so the range reads the primary key's index."""
+        if self._segments is None:
+            found = self._rows("SELECT to_regclass('dbos.workflow_status') IS NOT NULL")
+            self._segments = bool(found and found[0][0])
+            if not self._segments:
+                self._segments = None  # (no worker or client made DBOS's tables yet: ask again next time)
+                return False
+        rows = self._rows("SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid >= ? AND workflow_uuid < ? "
+                          "AND status IN ('ENQUEUED', 'PENDING') LIMIT 1", (f"{run_id}/", f"{run_id}0"))
+        return bool(rows)
 
 
 class PgRunLock:

@@ -1,0 +1,38 @@
+"""The DBOS side of asking for a segment: a client on the system tables, and what it writes.
+
+Imported only when a segment is asked for (``run``, ``approve``, ``resume`` on postgres, the portal
+and the service): ``import dbos`` costs a second or more.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from . import APP, APP_VERSION, QUEUE, SCHEMA, WORKFLOW
+
+
+def client(url: str):
+    """A DBOS client on ``url``; the system tables are made first if no worker has made them yet
+    (so a run can be queued, or a decision wake its run, before any worker ever started)."""
+    logging.getLogger("dbos").setLevel(logging.WARNING)
+    from dbos import DBOSClient
+
+    found = DBOSClient(system_database_url=url, application_name=APP, dbos_system_schema=SCHEMA,
+                       retry_connection_errors=False)
+    if not _has_tables(url):
+        found._sys_db.run_migrations()  # what DBOS.launch() does; idempotent, and DBOS serialises it
+    return found
+
+
+def _has_tables(url: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as con:
+        row = con.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.workflow_status",)).fetchone()
+    return bool(row and row[0])
+
+
+def enqueue(dbos_client, workflow_id: str, run_id: str, retry: bool = False) -> None:
+    """Queue the segment ``workflow_id`` of ``run_id``; one already there with that id is kept as it is."""
+    dbos_client.enqueue({"queue_name": QUEUE, "workflow_name": WORKFLOW, "workflow_id": workflow_id,
+                         "app_version": APP_VERSION}, run_id, retry)
