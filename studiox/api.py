@@ -362,6 +362,11 @@ def outcome_json(outcome: Outcome, exit_code: int) -> dict:
             "exit_code": exit_code, "at": iso(time.time())}
 
 
+def top_run(store: Store, run_id: str) -> str:
+    """The run that drives ``run_id``: itself, or for a sub-mission's run its unfinished top parent."""
+    return engine(store).parent_of(run_id) or run_id
+
+
 def outcome_of(store: Store, run_id: str) -> Outcome:
     """How a run stands, as the outcome of a drive (for a run another process drove: a worker)."""
     from .engine import control

@@ -320,3 +320,44 @@ def postgres_url(postgres_server) -> str:
     from tests.support import postgres
 
     return postgres.fresh_database(postgres_server)
+
+
+# ---------------------------------------------------------------------------- measures a test reports
+
+MEASURES = "STUDIOX_TEST_MEASURES"  # a file every test process appends to; the main one prints it at the end
+
+
+def pytest_configure(config) -> None:
+    if not hasattr(config, "workerinput"):  # the main process (xdist's workers inherit the variable)
+        import tempfile
+
+        handle, path = tempfile.mkstemp(prefix="studiox-measures-", suffix=".txt")
+        os.close(handle)
+        os.environ[MEASURES] = path
+        config.stash[_measures] = Path(path)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    path = config.stash.get(_measures, None)
+    if path is None or not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    path.unlink()
+    if lines:
+        terminalreporter.section("measured by the tests")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+_measures = pytest.StashKey[Path]()
+
+
+@pytest.fixture
+def measured():
+    """``measured(text)``: a line shown in the test summary, whichever process ran the test (no timing asserts)."""
+
+    def say(text: str) -> None:
+        with open(os.environ[MEASURES], "a") as f:
+            f.write(text + "\n")
+
+    return say

@@ -109,7 +109,7 @@ def _wake(store, decided, *, wait: bool, as_json: bool) -> None:
     if decided.changed and decision.outcome is not None:  # (a quorum still short of approvers wakes nothing)
         dispatcher = Dispatcher()
         try:
-            segment = dispatcher.wake(decision.run_id, decision.id)
+            segment = dispatcher.wake(api.top_run(store, decision.run_id), decision.id)
         finally:
             dispatcher.close()
     if not as_json:

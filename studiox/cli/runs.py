@@ -150,6 +150,7 @@ def hand_over(store, run_id: str, why: str, *, decision: str | None = None, wait
     decided, retry), then follow its rail if asked to wait, else say where it went. Exits."""
     from ..dispatch import Dispatcher
 
+    run_id = api.top_run(store, run_id)  # (a sub-mission's run is driven by its parent's)
     dispatcher = Dispatcher()
     try:
         if why == "start":
@@ -178,7 +179,7 @@ def follow_until_parked(store, run_id: str, *, quiet: bool = False, as_json: boo
     parks; exit with the code its outcome calls for."""
     from ..ui.rail import live_line
 
-    run_id = api.engine(store).parent_of(run_id) or run_id  # a sub-mission's run is driven by its parent's
+    run_id = api.top_run(store, run_id)  # a sub-mission's run is driven by its parent's
     seen = store.last_seq(run_id)
     try:
         for event in api.follow(store, run_id, start=seen, settle=2.0):

@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS workers (
     executor TEXT COLLATE "C" NOT NULL PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
     started DOUBLE PRECISION NOT NULL, beat DOUBLE PRECISION NOT NULL, concurrency INTEGER NOT NULL)
 """
-NOW = "extract(epoch from clock_timestamp())"  # the database's clock: workers' clocks may disagree
+NOW = "extract(epoch from clock_timestamp())::float8"  # the database's clock: workers' clocks may disagree
 
 
 class _Here:

@@ -1,0 +1,238 @@
+"""The postgres backend end to end: real PostgreSQL, real `studiox worker` processes (DBOS), the
+invoice mission with its real ERP server, approvals from other OS users (four eyes), kill -9.
+
+Each test has its own database on the session's throwaway server, its own copy of missions/ (and
+so of the ERP's SQLite file, whose payments are what the tests count)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from test_approvers_cli import BOB, CAROL, _unmeasured, users  # noqa: F401 - the fixture that makes the test users
+
+ROOT = Path(__file__).resolve().parent.parent
+INVOICE = ["missions/invoice.yaml", "--input", "invoice=@missions/data/invoice-INV-2291.txt",
+           "--replay", "missions/data/replies/invoice-INV-2291.yaml"]
+
+
+class Cluster:
+    """One database, a copy of missions/, the CLI, and the workers started on them."""
+
+    def __init__(self, url: str, base: Path, shared: Path):
+        import psycopg
+
+        self.url, self.base, self.shared = url, base, shared
+        self.db = psycopg.connect(url, autocommit=True)
+        shutil.copytree(ROOT / "missions", base / "missions", ignore=shutil.ignore_patterns("erp.sqlite*"))
+        self.workers: dict[str, subprocess.Popen] = {}
+        self.env = {**os.environ, "STUDIOX_BACKEND": "postgres", "STUDIOX_DATABASE_URL": url,
+                    "STUDIOX_HOME": str(base / ".studiox"), "NO_COLOR": "1", "COLUMNS": "200"}
+
+    def studiox(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "studiox", *args], cwd=self.base, env=self.env, text=True,
+                              capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def as_user(self, user: str, *args: str) -> subprocess.Popen:
+        """``studiox ARGS`` as another OS user (with a state folder of their own: the runs are in the database)."""
+        setpriv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups",
+                   "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search", "--"]
+        env = _unmeasured({**self.env, "HOME": str(self.shared), "STUDIOX_HOME": str(self.shared / user)})
+        return subprocess.Popen(setpriv + [sys.executable, "-m", "studiox", *args], cwd=self.base, env=env,
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+    def decide_as(self, user: str, *args: str) -> subprocess.CompletedProcess:
+        process = self.as_user(user, *args)
+        stdout, stderr = process.communicate(timeout=120)
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+    # ------------------------------------------------------------------ workers
+
+    def worker(self, name: str, *options: str) -> subprocess.Popen:
+        log = open(self.base / f"{name}.log", "a")  # noqa: SIM115 - the worker holds it
+        process = subprocess.Popen([sys.executable, "-m", "studiox", "worker", "--id", name, "--json",
+                                    "--takeover-after", "2", "--grace", "10", *options], cwd=self.base,
+                                   env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        self.workers[name] = process
+        wait_for(lambda: any(e.get("event") == "ready" and e.get("pid") == process.pid for e in self.log(name)),
+                 60, f"worker {name} to be ready", lambda: (self.base / f"{name}.log").read_text())
+        return process
+
+    def log(self, name: str) -> list[dict]:
+        lines = (self.base / f"{name}.log").read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def stop(self, name: str) -> None:
+        process = self.workers.pop(name)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0, (self.base / f"{name}.log").read_text()
+
+    def close(self) -> None:
+        for process in self.workers.values():
+            process.kill()
+            process.wait()
+        self.db.close()
+
+    # ------------------------------------------------------------------ what happened
+
+    def payments(self) -> list[tuple]:
+        import sqlite3
+
+        with sqlite3.connect(self.base / "missions" / "data" / "erp.sqlite") as erp:
+            return erp.execute("SELECT invoice_number, amount, idempotency_key FROM payments "
+                               "WHERE invoice_number = 'INV-2291'").fetchall()
+
+    def segments(self) -> list[tuple[str, str]]:
+        """The segments asked for (workflow id, status), in id order."""
+        return self.db.execute("SELECT workflow_uuid, status FROM dbos.workflow_status WHERE name = 'studiox.segment' "
+                               "ORDER BY workflow_uuid").fetchall()
+
+    def events(self, run_id: str, kind: str) -> list[dict]:
+        rows = self.db.execute("SELECT body FROM events WHERE run = %s AND type = %s ORDER BY seq",
+                               (run_id, kind)).fetchall()
+        return [json.loads(body) for (body,) in rows]
+
+    def status(self, run_id: str) -> dict:
+        shown = self.studiox("status", run_id, "--json")
+        assert shown.returncode == 0, shown.stderr
+        return json.loads(shown.stdout)
+
+    def start_invoice(self) -> tuple[str, str]:
+        """Run the invoice mission (queued, followed with --wait) until it parks: (run, decision)."""
+        started = self.studiox("run", *INVOICE, "--wait", "--json")
+        assert started.returncode == 3, started.stdout + started.stderr  # parked for the payment's approval
+        outcome = json.loads(started.stdout)
+        return outcome["run"], outcome["waiting"]["decision"]
+
+    def wait_until_ended(self, run_id: str, timeout: float = 120) -> dict:
+        state: dict = {}
+
+        def ended() -> bool:
+            state.update(self.status(run_id))
+            return state["status"] in ("succeeded", "failed", "cancelled", "waiting")
+
+        wait_for(ended, timeout, f"run {run_id} to finish or park", lambda: json.dumps(state)[:2000])
+        return state
+
+
+def wait_for(condition, timeout: float, what: str, detail=lambda: "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{detail()}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def cluster(postgres_url, tmp_path, users):  # noqa: F811 - users: the fixture imported above
+    shared = Path(tempfile.mkdtemp(prefix="sxtest-approvers-"))
+    shared.chmod(0o777)
+    found = Cluster(postgres_url, tmp_path, shared)
+    yield found
+    found.close()
+    shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_an_invoice_approved_while_no_worker_lives_is_paid_once_when_workers_start(cluster):
+    cluster.worker("w1")
+    cluster.worker("w2")
+    run_id, decision = cluster.start_invoice()
+    cluster.stop("w1")
+    cluster.stop("w2")
+    assert cluster.db.execute("SELECT count(*) FROM workers").fetchone() == (0,)  # gone, and said so
+
+    approved = cluster.decide_as(BOB, "approve", decision, "--note", "matches PO-1042", "--json")
+    assert approved.returncode == 0, approved.stderr
+    answer = json.loads(approved.stdout)
+    assert answer["changed"] and answer["run"]["status"] == "queued"
+    time.sleep(1.5)
+    assert cluster.payments() == []  # approved, not yet paid: no worker drives the run
+    assert cluster.status(run_id)["status"] == "running"  # a segment waits in the queue for it
+    woken = answer["run"]["segment"]
+    assert (woken, "ENQUEUED") in cluster.segments()
+
+    cluster.worker("w1")
+    cluster.worker("w2")
+    ended = cluster.wait_until_ended(run_id)
+    assert (ended["status"], ended["verdict"]) == ("succeeded", "Approved with note"), ended
+    assert len(cluster.payments()) == 1
+    assert sorted(cluster.segments()) == sorted([(f"{run_id}/start", "SUCCESS"), (woken, "SUCCESS")])
+    drivers = [e["worker"] for w in ("w1", "w2") for e in cluster.log(w)
+               if e.get("event") == "start" and e["segment"] == woken]
+    assert len(drivers) == 1  # the wake-up, driven by one of the two
+
+
+def test_two_approvers_at_once_make_one_outcome_and_wake_the_run_once(cluster):
+    cluster.worker("w1")
+    cluster.worker("w2")
+    run_id, decision = cluster.start_invoice()
+    resumed_before = len(cluster.events(run_id, "run_resumed"))
+
+    both = [cluster.as_user(user, "approve", decision, "--note", f"ok by {user}", "--json") for user in (BOB, CAROL)]
+    answers = []
+    for process in both:
+        stdout, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+        answers.append(json.loads(stdout))
+    assert sorted(a["changed"] for a in answers) == [False, True]  # one outcome: the first writer's
+    winner = next(a for a in answers if a["changed"])
+    assert [a["decision"]["outcome"]["by"] for a in answers] == [winner["decision"]["outcome"]["by"]] * 2
+
+    ended = cluster.wait_until_ended(run_id)
+    assert (ended["status"], ended["verdict"]) == ("succeeded", "Approved with note"), ended
+    assert len(cluster.payments()) == 1
+    woken = [s for s, _ in cluster.segments() if "/decided/" in s]
+    assert woken == [winner["run"]["segment"]]  # one wake-up
+    assert len(cluster.events(run_id, "run_resumed")) == resumed_before + 1
+
+
+def test_a_worker_killed_during_the_payment_is_taken_over_and_the_invoice_is_paid_once(cluster, measured):
+    pay = cluster.base / "missions" / "payments" / "pay-supplier.yaml"
+    pay.write_text(pay.read_text().replace('"--db", "../data/erp.sqlite"]', '"--db", "../data/erp.sqlite", '
+                                                                            '"--pay-delay", "8"]'))
+    cluster.worker("w1")
+    cluster.worker("w2")
+    run_id, decision = cluster.start_invoice()
+    approved = cluster.decide_as(BOB, "approve", decision, "--json")
+    assert approved.returncode == 0, approved.stderr
+    child = json.loads(approved.stdout)["decision"]["run"]
+    segment = json.loads(approved.stdout)["run"]["segment"]
+
+    # the payment is booked, and the ERP has not answered yet (--pay-delay): now the driving worker dies
+    wait_for(lambda: cluster.events(child, "action_started") and cluster.payments(), 120, "the payment call")
+    driver = next(e["worker"] for w in ("w1", "w2") for e in cluster.log(w)
+                  if e.get("event") == "start" and e.get("segment") == segment)
+    survivor = "w2" if driver == "w1" else "w1"
+    resumed_before = len(cluster.events(run_id, "run_resumed"))
+    killed_at = time.monotonic()
+    cluster.workers[driver].send_signal(signal.SIGKILL)
+    cluster.workers[driver].wait()
+
+    wait_for(lambda: len(cluster.events(run_id, "run_resumed")) > resumed_before, 60, "the survivor to take the run up",
+             lambda: (cluster.base / f"{survivor}.log").read_text())
+    taken_up = time.monotonic() - killed_at
+    ended = cluster.wait_until_ended(run_id)
+    settled = time.monotonic() - killed_at
+    takeover = next(e for e in cluster.log(survivor) if e.get("event") == "takeover")
+    assert takeover["from"] == driver and takeover["segments"] >= 1
+
+    if ended["status"] == "waiting":  # the cut-off call is in doubt: a person says what happened
+        in_doubt = ended["waiting_for"]
+        card = cluster.studiox("decision", "show", in_doubt, "--json")
+        assert json.loads(card.stdout)["in_doubt"], card.stdout
+        retried = cluster.decide_as(BOB, "approve", in_doubt, "--retry", "--json")  # the ERP's key makes it safe
+        assert retried.returncode == 0, retried.stderr
+        ended = cluster.wait_until_ended(run_id)
+    assert (ended["status"], ended["verdict"]) == ("succeeded", "Approved with note"), ended
+    assert len(cluster.payments()) == 1  # never two
+    measured(f"failover: worker {survivor} took the run up {taken_up:.1f} s after worker {driver} was killed "
+             f"(takeover after 2 s of silence); the run {ended['status']} {settled:.1f} s after the kill")
