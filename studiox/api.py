@@ -338,7 +338,7 @@ def run_status(store: Store, run_id: str) -> tuple[RunState, dict]:
     """One run as data: status, verdict, each finished step, what it waits for, model usage."""
 
     state = run_state(store, run_id)
-    current = state.status(store.driven(run_id))
+    current = state.status(not state.finished and store.driven(run_id))
     return state, {
         "id": run_id, "mission": state.mission_name, "key": state.key or None, "status": current,
         "verdict": state.verdict,
@@ -373,7 +373,7 @@ def outcome_of(store: Store, run_id: str) -> Outcome:
 
     state = run_state(store, run_id)
     finished = state.finished or {}
-    status = state.status(driven=store.driven(run_id))
+    status = state.status(driven=not state.finished and store.driven(run_id))
     waiting = {**state.waiting, "decision": state.waiting["decision"]} if status == "waiting" and state.waiting else None
     return control.Outcome(run_id, status, verdict=finished.get("verdict"), note=finished.get("note"),
                    error=finished.get("error"), waiting=waiting)

@@ -39,7 +39,7 @@ def show_run(store: Store, run_id: str, step: str | None = None) -> dict:
                 "note": (found.outcome or {}).get("note")}
 
     data = gather(state, events, decision, iso)
-    data["run"]["status"] = state.status(store.driven(run_id))
+    data["run"]["status"] = state.status(not state.finished and store.driven(run_id))
     # the links of composition: the run (and step) this one serves, and the runs its mission steps started
     data["run"]["parent"] = (state.started or {}).get("parent")
     data["run"]["children"] = [{"step": key.split(":", 2)[2], "run": claim["run"]}

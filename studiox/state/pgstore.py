@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,7 +73,7 @@ class PgStore(Store):
 
         super().__init__(home, None)
         self.url = url
-        self._segments: bool | None = None  # whether DBOS's tables exist (see queued)
+        self._segments: bool | float | None = None  # DBOS's tables exist: True, or when last found missing
         self._pg = connection
         self._pg_lock = threading.Lock()
         self._taken = psycopg.errors.UniqueViolation
@@ -139,27 +140,27 @@ class PgStore(Store):
         return PgRunLock(self.url, run_id)
 
     def driven(self, run_id: str) -> bool:
-        """True when some session holds the run's advisory lock (a shared one can't be had), or a
-        segment of the run waits in the workers' queue or is being driven (studiox/dispatch)."""
-        key = lock_key(run_id)
-        rows = self._rows("SELECT pg_try_advisory_lock_shared(?)", (key,))
-        if rows and rows[0][0]:
-            self._rows("SELECT pg_advisory_unlock_shared(?)", (key,))
-            return self.queued(run_id)
-        return True
+        """True when some session holds the run's advisory lock, or a segment of the run waits in the
+        workers' queue or is under way (studiox/dispatch; DBOS's table, read with plain SQL: no dbos
+        import). One round trip. Segment ids start with ``RUN/``; '0' follows '/', so the range reads
+        the primary key's index."""
+        locked = ("EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                  "AND ((classid::bigint << 32) | objid::bigint) = ?)")
+        if not self._has_segments():
+            rows = self._rows(f"SELECT {locked}", (lock_key(run_id),))
+        else:
+            rows = self._rows(f"SELECT {locked} OR EXISTS (SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid >= ? "
+                              "AND workflow_uuid < ? AND status IN ('ENQUEUED', 'PENDING'))",
+                              (lock_key(run_id), f"{run_id}/", f"{run_id}0"))
+        return bool(rows and rows[0][0])
 
-    def queued(self, run_id: str) -> bool:
-        """A segment of ``run_id`` is queued or under way (DBOS's table, read with plain SQL: no dbos import).
-        Segment ids start with ``RUN/``; '0' follows '/', so the range reads the primary key's index."""
-        if self._segments is None:
-            found = self._rows("SELECT to_regclass('dbos.workflow_status') IS NOT NULL")
-            self._segments = bool(found and found[0][0])
-            if not self._segments:
-                self._segments = None  # (no worker or client made DBOS's tables yet: ask again next time)
-                return False
-        rows = self._rows("SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid >= ? AND workflow_uuid < ? "
-                          "AND status IN ('ENQUEUED', 'PENDING') LIMIT 1", (f"{run_id}/", f"{run_id}0"))
-        return bool(rows)
+    def _has_segments(self) -> bool:
+        """Whether DBOS's tables exist (made by the first worker or client); asked again at most each second until then."""
+        if self._segments is True or (self._segments is not None and time.monotonic() - self._segments < 1.0):
+            return self._segments is True
+        found = self._rows("SELECT to_regclass('dbos.workflow_status') IS NOT NULL")
+        self._segments = True if found and found[0][0] else time.monotonic()
+        return self._segments is True
 
 
 class PgRunLock:
@@ -190,7 +191,11 @@ class PgRunLock:
 
     def release(self) -> None:
         if self._con is not None:
-            self._con.close()  # ending the session drops the lock
+            try:  # unlocked before the session ends (which drops it too, but a moment later: the server's backend exits)
+                self._con.execute("SELECT pg_advisory_unlock(%s)", (lock_key(self.run_id),))
+            except Exception:  # noqa: BLE001, S110 - the connection is gone: so is the lock
+                pass
+            self._con.close()
             self._con = None
 
     def __enter__(self) -> PgRunLock:
