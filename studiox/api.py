@@ -111,6 +111,18 @@ class Checked:
     cases: int | None = None  # a test file (NAME.test.yaml): how many cases it holds
 
 
+def missions_in(paths: list[Path]) -> list[Path]:
+    """The mission files a service or worker watches: those named, and the ``*.yaml`` below the folders named (not test files)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*.y*ml") if not p.name.endswith((".test.yaml", ".test.yml"))
+                            and p.suffix in (".yaml", ".yml") and "data" not in p.relative_to(path).parts)
+        elif path.is_file():
+            found.append(path)
+    return found
+
+
 def load_mission(path: str | Path, store: Store | None = None) -> Mission:
     """Read, check and type a mission file (raises MissionInvalid with every problem).
 

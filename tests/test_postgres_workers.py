@@ -236,3 +236,40 @@ def test_a_worker_killed_during_the_payment_is_taken_over_and_the_invoice_is_pai
     assert len(cluster.payments()) == 1  # never two
     measured(f"failover: worker {survivor} took the run up {taken_up:.1f} s after worker {driver} was killed "
              f"(takeover after 2 s of silence); the run {ended['status']} {settled:.1f} s after the kill")
+
+
+TIMERS = """mission: timers
+inputs: {note: {type: string}}
+triggers:
+  - inbox: {path: inbox, pattern: '*.txt', input: note, settle: 0.2s, then: {move_to: processed}}
+steps:
+  - id: ask
+    set: {first: '${{ split(inputs.note)[0] }}'}
+    approval: {required: true, timeout: 3s, on_timeout: {verdict: Expired, note: nobody answered}}
+verdict: {choices: [Done, Expired], value: Done, note: '${{ steps.ask.output.first }}'}
+"""
+
+
+def test_workers_watch_an_inbox_once_across_two_and_a_deadline_expires_with_nobody_resuming(cluster):
+    mission = cluster.base / "timers.yaml"
+    mission.write_text(TIMERS)
+    (cluster.base / "inbox").mkdir()
+    cluster.worker("w1", str(mission))
+    cluster.worker("w2", str(mission))
+    for n in range(3):
+        (cluster.base / "inbox" / f"note-{n}.txt").write_text(f"note{n} from the inbox\n")
+
+    def runs() -> list[dict]:
+        listed = cluster.studiox("runs", "--json")
+        assert listed.returncode == 0, listed.stderr
+        return json.loads(listed.stdout)
+
+    wait_for(lambda: len(runs()) == 3 and all(r["status"] == "succeeded" for r in runs()), 90,
+             "three runs, one per file, each expired", lambda: json.dumps(runs()))
+    assert sorted(cluster.status(r["id"])["note"] for r in runs()) == ["nobody answered"] * 3
+    assert {r["verdict"] for r in runs()} == {"Expired"}
+    assert sorted(p.name for p in (cluster.base / "processed").iterdir()) == [f"note-{n}.txt" for n in range(3)]
+    firings = cluster.db.execute("SELECT count(*), count(DISTINCT run) FROM firings").fetchone()
+    assert firings == (3, 3)  # each file fired once, though two workers watched the folder
+    time.sleep(3)
+    assert len(runs()) == 3  # and nothing more came of them

@@ -40,10 +40,9 @@ def serve(
 
         raise UsageError(f"the portal needs its web libraries ({e.name} is missing): pip install 'studiox[web]'") \
             from None
-    from ..portal.pages import missions_in
 
     folder = api.home_path(remember_home(home))
-    chosen = missions_in(missions or [Path("missions")])
+    chosen = api.missions_in(missions or [Path("missions")])
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if no_web:
         _service_only(folder, chosen)
@@ -118,14 +117,15 @@ def triggers(
 
     from rich.table import Table
 
+    from ..dispatch import queued
     from ..service import triggers as kinds
-    from ..service.ledger import DATABASE, Ledger
+    from ..service.ledger import DATABASE, open_ledger
     from ..units import iso, when
     from .output import escape, print_json
 
     mission = api.load_mission(mission_file)
     folder = api.home_path(remember_home(home))
-    ledger = Ledger(folder) if (folder / DATABASE).exists() else None
+    ledger = open_ledger(folder) if queued() or (folder / DATABASE).exists() else None
     rows: list[dict] = []
     for trigger in kinds.of(mission):
         last = ledger.last(trigger.id, 5) if ledger else []

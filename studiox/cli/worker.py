@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -43,6 +44,11 @@ def _line(event: dict) -> str:
 
 @app.command()
 def worker(
+    missions: Annotated[list[Path] | None, typer.Argument(
+        metavar="[MISSION_OR_FOLDER]...", help=(
+            "Missions whose triggers (inbox folders, schedules) the workers watch: once across all workers, "
+            "every two seconds. Give every worker the same ones. Default: none (triggers off)."),
+        show_default=False)] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help=(
         "Runs driven at once by each worker. Stored with the queue, so all workers share the value "
         "the last one started with."))] = 2,
@@ -68,6 +74,9 @@ def worker(
                   "the process that starts them", markup=False)
         raise typer.Exit(EXIT_USAGE)
     url = database_url()
+    watched = []
+    if missions:
+        watched = [api.load_mission(path) for path in api.missions_in(missions)]  # an invalid one: said, exit 2
     from ..dispatch.worker import Worker
 
     def say(event: dict) -> None:
@@ -77,7 +86,7 @@ def worker(
 
     name = executor_id or os.environ.get("STUDIOX_WORKER_ID") or socket.gethostname()
     serving = Worker(api.home_path(remember_home(home)), url, executor=name, concurrency=concurrency,
-                     takeover_after=takeover_after, say=say)
+                     takeover_after=takeover_after, say=say, missions=watched)
 
     def stop(signum, frame) -> None:
         if not serving.stop.is_set() and not as_json:

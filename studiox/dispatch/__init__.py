@@ -85,6 +85,14 @@ class Dispatcher:
         """Whatever the run needs next: its first segment, or one that resumes it (the portal, the service)."""
         return self.submit(run_id) if seq <= 1 else self.resume(run_id, seq)
 
+    def ask(self, store, run_id: str, decision: str | None = None) -> str:
+        """After a face started a run or made a decision: the segment that drives it on. A sub-mission's
+        run is driven by its top parent's, so the segment is the top run's."""
+        from .. import api
+
+        top = api.top_run(store, run_id)
+        return self.wake(top, decision) if decision is not None else self.drive(top, store.last_seq(top))
+
     def _enqueue(self, run_id: str, workflow_id: str, *, retry: bool = False) -> str:
         from .queue import enqueue
 

@@ -16,6 +16,9 @@ has an *executor id*. What DBOS gives, and what studiox adds:
 - Decision deadlines are a DBOS scheduled workflow (``studiox.deadlines``, every two seconds, once
   per tick across all workers): a decision past its limit wakes its run, and the engine applies
   ``on_timeout``.
+- The missions' triggers (inbox folders, schedules), when a worker is given missions, are another
+  (``studiox.triggers``): the service's tick (service/loop.py) on the trigger ledger in the database,
+  whose runs are queued for the workers. The ledger's turn lock keeps two ticks from overlapping.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +39,13 @@ from . import APP, APP_VERSION, QUEUE, SCHEMA, WORKFLOW, segment_id
 from . import segments as segments_
 
 DEADLINES = "studiox.deadlines"
+TRIGGERS = "studiox.triggers"
 WORKERS = """
 CREATE TABLE IF NOT EXISTS workers (
     executor TEXT COLLATE "C" NOT NULL PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
     started DOUBLE PRECISION NOT NULL, beat DOUBLE PRECISION NOT NULL, concurrency INTEGER NOT NULL)
 """
+PRUNE_EVERY, KEEP_TICKS = 60.0, 600.0
 NOW = "extract(epoch from clock_timestamp())::float8"  # the database's clock: workers' clocks may disagree
 
 
@@ -51,6 +56,8 @@ class _Here:
     url: str = ""
     executor: str = ""
     say: Callable[[dict], None] = staticmethod(lambda _: None)
+    service: Any = None  # the missions' triggers (service.loop.Service), when the worker was given missions
+    recovered: bool = False  # the service's firings cut off by a crash: started once per worker
 
 
 here = _Here()
@@ -61,7 +68,15 @@ def segment(run_id: str, retry: bool = False) -> dict:
     return drive_step(run_id, retry)
 
 
-@DBOS.step(name="studiox.drive")
+def _transient(error: BaseException) -> bool:
+    """A database trouble (a deadlock, a lost connection): the drive is tried again, which is always safe."""
+    from ..errors import StoreError
+
+    return isinstance(error, StoreError)
+
+
+@DBOS.step(name="studiox.drive", retries_allowed=True, max_attempts=5, interval_seconds=1.0, backoff_rate=2.0,
+           should_retry=_transient)
 def drive_step(run_id: str, retry: bool = False) -> dict:
     from ..state.backends import open_store
 
@@ -89,6 +104,37 @@ def deadlines(scheduled: datetime, context: Any) -> None:
     for run_id, decision_id in late_decisions():
         with SetWorkflowID(segment_id(run_id, "decided", decision_id)):
             queue.enqueue(segment, run_id, False)
+
+
+@DBOS.workflow(name=TRIGGERS)
+def triggers(scheduled: datetime, context: Any) -> None:
+    """Every two seconds, once across all workers: the missions' inbox folders and schedules."""
+    tick_triggers()
+
+
+@DBOS.step(name="studiox.tick_triggers")
+def tick_triggers() -> None:
+    if here.service is None:
+        return
+    if not here.recovered:
+        here.service.recover()
+        here.recovered = True
+    here.service.tick()
+
+
+def _queue_run(run_id: str) -> None:
+    """The triggers' ``drive``: a run a trigger started, or one to go on, queued for the workers."""
+    from ..state.backends import open_store
+    from . import Dispatcher
+
+    store = open_store(here.home, create=True, backend="postgres")
+    assert store is not None
+    dispatcher = Dispatcher(here.url)
+    try:
+        dispatcher.ask(store, run_id)
+    finally:
+        dispatcher.close()
+        store.close()
 
 
 @DBOS.step(name="studiox.late_decisions")
@@ -122,8 +168,10 @@ def _warm() -> None:
 
 class Worker:
     def __init__(self, home: Path, url: str, *, executor: str, concurrency: int = 2, beat: float = 1.0,
-                 takeover_after: float = 5.0, poll: float = 0.5, say: Callable[[dict], None] = lambda _: None):
+                 takeover_after: float = 5.0, poll: float = 0.5, say: Callable[[dict], None] = lambda _: None,
+                 missions: list | None = None):
         self.home, self.url, self.executor = home, url, executor
+        self.missions = missions or []  # whose triggers this worker ticks (its turn comes with DBOS's schedule)
         self.concurrency, self.beat, self.takeover_after, self.poll = concurrency, beat, takeover_after, poll
         self.say = say
         self.stop = threading.Event()
@@ -133,6 +181,10 @@ class Worker:
         import psycopg
 
         here.home, here.url, here.executor = self.home, self.url, self.executor
+        if self.missions:
+            from ..service.loop import Service
+
+            here.service = Service(self.home, self.missions, _queue_run)
         here.say = lambda event: self.say({"worker": self.executor, **event})
         con = psycopg.connect(self.url, autocommit=True, application_name=f"studiox worker {self.executor}")
         try:
@@ -145,20 +197,36 @@ class Worker:
             DBOS.launch()  # recovers the segments this executor id held when it last stopped
             DBOS.register_queue(QUEUE, worker_concurrency=self.concurrency, polling_interval_sec=self.poll,
                                 on_conflict="always_update")
-            DBOS.apply_schedules([{"schedule_name": DEADLINES, "workflow_fn": deadlines, "schedule": "*/2 * * * * *"}])
+            DBOS.apply_schedules([{"schedule_name": DEADLINES, "workflow_fn": deadlines, "schedule": "*/2 * * * * *"},
+                                  {"schedule_name": TRIGGERS, "workflow_fn": triggers, "schedule": "*/2 * * * * *"}])
             here.say({"event": "ready", "concurrency": self.concurrency, "pid": os.getpid(),
                       "host": socket.gethostname()})
             threading.Thread(target=_warm, daemon=True, name="studiox-warm").start()
+            pruned = time.monotonic()
             while not self.stop.wait(self.beat):
                 self._beat(con)
                 self._take_over(con)
+                if time.monotonic() - pruned > PRUNE_EVERY:
+                    self._prune()
+                    pruned = time.monotonic()
         finally:
             try:
                 DBOS.destroy(workflow_completion_timeout_sec=int(grace))
             finally:
                 con.execute("DELETE FROM workers WHERE executor = %s", (self.executor,))
                 con.close()
+                if here.service is not None:
+                    here.service.close()
                 here.say({"event": "stopped"})
+
+    def _prune(self) -> None:
+        """The timers' finished ticks (two every two seconds) are forgotten after KEEP_TICKS seconds:
+        they record nothing a person needs (what they did is in the runs' journals)."""
+        before = datetime.fromtimestamp(time.time() - KEEP_TICKS, tz=UTC).isoformat()
+        done = DBOS.list_workflows(name=[DEADLINES, TRIGGERS], status="SUCCESS", end_time=before, limit=5_000,
+                                   load_input=False, load_output=False)
+        if done:
+            DBOS.delete_workflows([w.workflow_id for w in done], delete_children=False)
 
     def _beat(self, con) -> None:
         con.execute(f"INSERT INTO workers VALUES (%s, %s, %s, {NOW}, {NOW}, %s) ON CONFLICT (executor) DO UPDATE "

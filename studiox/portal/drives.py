@@ -1,4 +1,5 @@
-"""The drives the portal starts: each a ``studiox resume RUN --no-input`` process of its own.
+"""The drives the portal starts: each a ``studiox resume RUN --no-input`` process of its own
+(on the postgres backend: a segment queued for the workers, see studiox/dispatch).
 
 The CLI's drive is the one drive studiox has: a decision parks it (the process ends, exit 3),
 its lock keeps a second driver off the run, and SIGINT stops it cleanly (``run_interrupted`` is
@@ -21,13 +22,21 @@ STOP_WAIT = 15.0  # seconds a drive gets to stop after SIGINT on shutdown
 
 class Drives:
     def __init__(self, home: Path):
+        from ..dispatch import Dispatcher, queued
+
         self.home = home
         self.running: dict[str, subprocess.Popen] = {}
         self.lock = threading.Lock()
         self.stopping = False
+        self.queue = Dispatcher() if queued() else None  # the postgres backend: workers drive the runs
 
-    def drive(self, run_id: str) -> None:
-        """Drive (or resume) a run in a process of its own, unless one of ours drives it already."""
+    def drive(self, run_id: str, decision: str | None = None) -> None:
+        """Drive (or resume) a run in a process of its own, unless one of ours drives it already; on
+        the postgres backend, queue a segment of it instead (``decision``: the one just made, which
+        names the segment, so that two people deciding at once wake the run once)."""
+        if self.queue is not None:
+            self._queue(run_id, decision)
+            return
         with self.lock:
             if self.stopping:
                 return
@@ -40,6 +49,17 @@ class Drives:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env={**os.environ, "NO_COLOR": "1"})
             log.close()
 
+    def _queue(self, run_id: str, decision: str | None) -> None:
+        from .. import api
+
+        assert self.queue is not None
+        store = api.need_store(self.home)
+        try:
+            with self.lock:
+                self.queue.ask(store, run_id, decision)
+        finally:
+            store.close()
+
     def busy(self, run_id: str) -> bool:
         found = self.running.get(run_id)
         return found is not None and found.poll() is None
@@ -49,6 +69,8 @@ class Drives:
         with self.lock:
             self.stopping = True
             live = [p for p in self.running.values() if p.poll() is None]
+            if self.queue is not None:
+                self.queue.close()
         for process in live:
             process.send_signal(signal.SIGINT)
         deadline = time.monotonic() + STOP_WAIT

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 from rich.text import Text
 
@@ -163,15 +162,3 @@ def edit_fields(decision: Decision) -> list[dict]:
         fields.append({"name": name, "value": value if isinstance(value, str) else json.dumps(value, ensure_ascii=False),
                        "kind": kind or "any", "description": schema.get("description", ""), "enum": schema.get("enum")})
     return fields
-
-
-def missions_in(paths: list[Path]) -> list[Path]:
-    """The mission files to serve: those named, and the ``*.yaml`` below the folders named (not test files)."""
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*.y*ml") if not p.name.endswith((".test.yaml", ".test.yml"))
-                            and p.suffix in (".yaml", ".yml") and "data" not in p.relative_to(path).parts)
-        elif path.is_file():
-            found.append(path)
-    return found

@@ -122,7 +122,7 @@ def routes(portal: Portal) -> list[Route]:
         finally:
             store.close()
         if decided.decision.status != "pending":
-            p.drives.drive(found.run_id)
+            p.drives.drive(found.run_id, decision_id)
         return RedirectResponse(f"/runs/{found.run_id}" if decided.decision.status != "pending"
                                 else f"/decisions/{decision_id}", status_code=303)
 
@@ -143,7 +143,7 @@ def routes(portal: Portal) -> list[Route]:
                               claimed=claimed, fields=pages.edit_fields(found), error=e.render())
         finally:
             store.close()
-        p.drives.drive(found.run_id)
+        p.drives.drive(found.run_id, decision_id)
         return RedirectResponse(f"/runs/{found.run_id}", status_code=303)
 
     async def claim(request: Request) -> Response:

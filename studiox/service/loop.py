@@ -10,10 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import api
+from ..dispatch import queued
 from ..errors import InputsInvalid, StudioxError
 from ..mission import Mission
 from . import triggers as kinds
-from .ledger import Firing, Ledger
+from .ledger import Firing, open_ledger
 from .triggers import Trigger
 
 log = logging.getLogger("studiox.service")
@@ -32,7 +33,7 @@ class Service:
         self.drive = drive
         self.clock = clock
         self.notifier = notifier
-        self.ledger = Ledger(home)
+        self.ledger = open_ledger(home)
         self.started = clock()
         self.fired_at: dict[str, float] = {}  # schedule trigger → its last scheduled time fired
 
@@ -45,6 +46,14 @@ class Service:
 
     def recover(self) -> None:
         """At start: firings whose run never started are started; runs cut off by a crash go on."""
+        while True:
+            with self.ledger.turn() as mine:
+                if mine:
+                    self._recover()
+                    return
+            time.sleep(0.2)  # another service (postgres backend) is looking at the triggers: after it
+
+    def _recover(self) -> None:
         for firing in self.ledger.unsettled():
             mission = self.missions.get(firing.mission)
             if mission is not None:
@@ -59,6 +68,11 @@ class Service:
             self.drive(run_id)
 
     def tick(self) -> None:
+        with self.ledger.turn() as mine:
+            if mine:  # (else another service, on another machine, is looking at them this moment)
+                self._tick()
+
+    def _tick(self) -> None:
         now = self.clock()
         for trigger in self.triggers:
             try:
@@ -69,7 +83,8 @@ class Service:
             except Exception as e:  # noqa: BLE001 - one trigger's trouble never stops the others
                 log.warning(json.dumps({"service": "trigger failed", "trigger": trigger.id,
                                         "error": f"{type(e).__name__}: {e}"}))
-        self._deadlines(now)
+        if not queued():  # (on the postgres backend the workers wake late decisions: dispatch/worker.py)
+            self._deadlines(now)
 
     # ------------------------------------------------------------------ triggers
 

@@ -18,6 +18,7 @@ or the session runs with ``synchronous_commit = off`` (see docs/deploy.md).
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -60,6 +61,21 @@ def safe_url(url: str) -> str:
     return url.replace(f":{parts.password}@", ":***@", 1)
 
 
+def ensure_schema(con, schema: str, lock: int) -> None:
+    """Make the tables and indexes of ``schema`` unless all are there. Looked for first, without a lock:
+    ``CREATE INDEX IF NOT EXISTS`` takes a SHARE lock on its table even when the index exists, and two
+    processes opening the store while others write would deadlock on those locks. When some are
+    missing, they are made under an advisory lock (two processes starting together queue)."""
+    names = re.findall(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", schema)
+    found = con.execute("SELECT count(*) FROM pg_class WHERE relname = ANY(%s) AND relnamespace = "
+                        "current_schema()::regnamespace", (names,)).fetchone()
+    if found and found[0] == len(names):
+        return
+    with con.transaction():
+        con.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+        con.execute(schema)
+
+
 def lock_key(run_id: str) -> int:
     """The 64-bit advisory-lock key of a run (PostgreSQL's locks take a bigint, not text)."""
     return int.from_bytes(hashlib.sha256(f"studiox-run:{run_id}".encode()).digest()[:8], "big", signed=True)
@@ -83,9 +99,7 @@ class PgStore(Store):
         """Open the database at ``url`` (its tables are made when missing)."""
         con = _connect(url)
         try:
-            with con.transaction():
-                con.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                con.execute(SCHEMA)
+            ensure_schema(con, SCHEMA, _SCHEMA_LOCK)
         except Exception as e:
             con.close()
             raise _error(url, e) from None
