@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -273,3 +274,31 @@ def test_workers_watch_an_inbox_once_across_two_and_a_deadline_expires_with_nobo
     assert firings == (3, 3)  # each file fired once, though two workers watched the folder
     time.sleep(3)
     assert len(runs()) == 3  # and nothing more came of them
+
+
+def test_the_portal_on_postgres_approves_a_payment_that_a_worker_then_makes_once(cluster, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from studiox import users as accounts
+    from studiox.portal.app import create_app
+
+    cluster.worker("w1")
+    run_id, decision = cluster.start_invoice()
+    for name, value in cluster.env.items():
+        if name.startswith("STUDIOX_"):
+            monkeypatch.setenv(name, value)
+    home = cluster.base / "portal"
+    app = create_app(home, [cluster.base / "missions" / "invoice.yaml"])
+    accounts.add(home, "alice", "approver", "alice-password")
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        page = client.post("/login", data={"name": "alice", "password": "alice-password", "next": "/decisions"})
+        assert page.status_code == 200 and decision in page.text  # the queue, read from the database
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        done = client.post(f"/decisions/{decision}/approve", data={"csrf": csrf, "confirm": "yes", "note": "ok"},
+                           follow_redirects=False)
+        assert done.status_code == 303, done.text
+        ended = cluster.wait_until_ended(run_id)
+        assert (ended["status"], ended["verdict"]) == ("succeeded", "Approved with note"), ended
+        assert "succeeded" in client.get(f"/runs/{run_id}").text
+    assert len(cluster.payments()) == 1
+    assert [s for s, _ in cluster.segments() if "/decided/" in s] == [f"{run_id}/decided/{decision}"]
