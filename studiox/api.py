@@ -494,4 +494,6 @@ def decide(store: Store, decision_id: str, status: str, *, by: str, claimed: str
     before = decision.outcome
     decision = decisions.decide(decision_id, status, by=by, claimed=claimed, note=note, action=action,
                                 resolution=resolution, result=entered, groups=groups)
-    return Decided(decision, before is None and (decision.status == status or status == APPROVED))
+    # changed: this call's answer is the one recorded (not a person's who answered at the same moment and won)
+    ours = decision.outcome is None or decision.outcome.get("by") == by
+    return Decided(decision, before is None and ours and (decision.status == status or status == APPROVED))

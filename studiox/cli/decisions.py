@@ -11,7 +11,7 @@ from .. import api
 from ..dispatch import queued
 from ..errors import DecisionError, RunLocked
 from .app import AsJson, Home, NoInput, app, remember_home
-from .output import out, plain, print_json
+from .output import err, out, plain, print_json
 from .runs import drive, follow_until_parked, interactive
 
 decision_app = typer.Typer(help="Look at one decision.", no_args_is_help=True,
@@ -100,28 +100,32 @@ def _decide(decision_id: str, status: str, home: Path | None, *, note: str | Non
 def _wake(store, decided, *, wait: bool, as_json: bool) -> None:
     """The postgres backend: a decision that settles its question wakes its run (a segment for a
     worker, under an id fixed by the decision: two approvers at once wake it once); ``wait``: follow
-    the run's rail until it finishes or parks again."""
+    the run's rail until it finishes or parks again. A sub-mission's run goes on with its top run."""
     from ..dispatch import Dispatcher
     from ..ui.rail import outcome_line
 
     decision = decided.decision
+    run_id = api.top_run(store, decision.run_id)
     segment = None
     if decided.changed and decision.outcome is not None:  # (a quorum still short of approvers wakes nothing)
         dispatcher = Dispatcher()
         try:
-            segment = dispatcher.wake(api.top_run(store, decision.run_id), decision.id)
+            segment = dispatcher.wake(run_id, decision.id)
+            if not dispatcher.workers() and not as_json:
+                err.print(f"note: no worker is running; run {run_id} goes on when one starts (studiox worker)",
+                          markup=False)
         finally:
             dispatcher.close()
     if not as_json:
         out.print(outcome_line(decision) if decided.changed else
                   f"{decision.id} was already {decision.status}; nothing changed ({outcome_line(decision)})")
     if wait:
-        follow_until_parked(store, decision.run_id, as_json=as_json)
+        follow_until_parked(store, run_id, as_json=as_json)
     if as_json:
         print_json({"decision": api.decision_json(decision), "changed": decided.changed,
-                    "run": {"run": decision.run_id, "status": "queued", "segment": segment} if segment else None})
+                    "run": {"run": run_id, "status": "queued", "segment": segment} if segment else None})
     elif segment:
-        plain(f"run {decision.run_id} is queued for a worker; follow it with: studiox log {decision.run_id} --follow")
+        plain(f"run {run_id} is queued for a worker; follow it with: studiox log {run_id} --follow")
 
 
 @app.command()

@@ -160,8 +160,12 @@ def hand_over(store, run_id: str, why: str, *, decision: str | None = None, wait
             segment = dispatcher.wake(run_id, decision)
         else:
             segment = dispatcher.resume(run_id, store.last_seq(run_id), retry=why == "retry")
+        alive = dispatcher.workers()
     finally:
         dispatcher.close()
+    if not alive and not as_json:
+        err.print(f"note: no worker is running; run {run_id} waits in the queue until one starts (studiox worker)",
+                  markup=False)
     if not wait:
         if as_json:
             print_json({"run": run_id, "status": "queued", "segment": segment, "exit_code": EXIT_OK})

@@ -93,6 +93,17 @@ class Dispatcher:
         top = api.top_run(store, run_id)
         return self.wake(top, decision) if decision is not None else self.drive(top, store.last_seq(top))
 
+    def workers(self, within: float = 10.0) -> int:
+        """How many workers beat within the last ``within`` seconds (0 when none ever started)."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as con:
+            if con.execute("SELECT to_regclass('workers')").fetchone() == (None,):
+                return 0
+            row = con.execute("SELECT count(*) FROM workers WHERE beat > extract(epoch from clock_timestamp())::float8 "
+                              "- %s", (within,)).fetchone()
+        return int(row[0]) if row else 0
+
     def _enqueue(self, run_id: str, workflow_id: str, *, retry: bool = False) -> str:
         from .queue import enqueue
 
