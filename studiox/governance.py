@@ -26,7 +26,6 @@ from dataclasses import dataclass, field, replace
 from .errors import DecisionError, RunNotFound, StudioxError
 
 __all__ = ["DecisionError"]  # re-exported: raised by the queue's callers too
-from .state.journal import summary
 from .state.store import Store
 from .units import when
 
@@ -324,7 +323,7 @@ class DecisionQueue:
             raise RunNotFound(f"no decision '{decision_id}' (see 'studiox decisions')")
         outcome = self.store.record(f"decision:{decision_id}:outcome")
         expires = request.get("expires_at")
-        _, last = summary(self.store, request["run"])
+        last = self.store.last_event(request["run"])  # (whether the run ended: its first event is not needed)
         ended = last["status"] if last is not None and last["type"] == "run_finished" else None
         approvals = self._approvals(decision_id) if outcome is None and _may_need_quorum(request) else []
         return Decision(decision_id, request, outcome, expired_now=bool(expires and self.clock() >= expires),
