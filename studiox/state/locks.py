@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ..errors import RunLocked
+from .folder import cannot_write
 
 
 class RunLock:
@@ -30,8 +31,6 @@ class RunLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:  # driving a run writes; a folder this process may not write is read-only
-            from .store import cannot_write
-
             raise cannot_write(self.path.parent.parent, e) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
