@@ -347,12 +347,16 @@ def usage(state: RunState) -> dict:
 
 
 def run_status(store: Store, run_id: str) -> tuple[RunState, dict]:
-    """One run as data: status, verdict, each finished step, what it waits for, model usage."""
+    """One run as data: status (and, while running, which process drives it), verdict, each finished step,
+    what it waits for, model usage."""
 
     state = run_state(store, run_id)
     current = state.status(not state.finished and store.driven(run_id))
+    holder = store.holder(run_id) if current == "running" else None  # (None: a worker's queued segment, on postgres)
     return state, {
         "id": run_id, "mission": state.mission_name, "key": state.key or None, "status": current,
+        "driven_by": {"pid": holder["pid"], "host": holder["host"], "command": holder["command"],
+                      "since": iso(holder["since"]) if holder.get("since") else None} if holder else None,
         "verdict": state.verdict,
         "note": (state.finished or {}).get("note"), "error": (state.finished or {}).get("error"),
         "waiting_for": (state.waiting or {}).get("decision") if current == "waiting" else None,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import pytest
 
 from studiox.errors import RunLocked, StoreError
@@ -84,15 +87,45 @@ def test_a_chained_journal_reads_back_and_an_edited_event_is_found(store):
         store.events("r1")
 
 
-def test_one_process_drives_a_run_and_the_lock_is_free_once_released(store):
-    assert not store.driven("r1")
-    with store.lock("r1"):
-        assert store.driven("r1")
-        with pytest.raises(RunLocked, match="being driven by"):
-            store.lock("r1").acquire()
-    assert not store.driven("r1")
-    with store.lock("r1"):
+@pytest.mark.parametrize("run_id", ["r1", "k3mz8qpa", "a-run-whose-key-is-negative"])
+def test_one_process_drives_a_run_and_the_lock_is_free_once_released(store, run_id):
+    assert not store.driven(run_id) and store.holder(run_id) is None
+    with store.lock(run_id):
+        assert store.driven(run_id)
+        holder = store.holder(run_id)
+        assert holder is not None and holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+        with pytest.raises(RunLocked, match=f"run {run_id} is being driven by process {os.getpid()} on "):
+            store.lock(run_id).acquire()
+    assert not store.driven(run_id) and store.holder(run_id) is None  # at once: release does not lag
+    with store.lock(run_id):
         pass
+
+
+def test_a_lock_held_by_a_killed_process_is_taken_over(store, tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import os, sys, time\n"
+            "from studiox.state import backends\n"
+            "store = backends.open_store(sys.argv[1], create=True)\n"
+            "lock = store.lock('r1').acquire()\n"
+            "print('held', flush=True)\n"
+            "time.sleep(60)\n")
+    env = {**os.environ, "STUDIOX_BACKEND": "postgres" if hasattr(store, "url") else "local"}
+    if hasattr(store, "url"):
+        env["STUDIOX_DATABASE_URL"] = store.url
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "home")], env=env, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        assert store.holder("r1")["pid"] == holder.pid
+        holder.kill()
+        holder.wait()  # dead: its lock is free at once (the server may take a moment to notice; studiox waits)
+        with store.lock("r1"):
+            assert store.holder("r1")["pid"] == os.getpid()
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_the_response_cache_stays_in_the_local_folder(store, tmp_path):
@@ -108,3 +141,4 @@ def test_an_unknown_backend_or_a_missing_url_is_a_plain_error(tmp_path, monkeypa
         backends.open_store(tmp_path, create=True, backend="mysql")
     with pytest.raises(StoreError, match="needs STUDIOX_DATABASE_URL"):
         backends.open_store(tmp_path, create=True, backend="postgres")
+

@@ -230,6 +230,13 @@ class Store:
 
         return is_driven(self.home, run_id)
 
+    def holder(self, run_id: str) -> dict | None:
+        """Who drives ``run_id`` now — ``pid``, ``host``, ``command``, ``since`` — or None when no process does
+        (or the holder has not said who it is yet)."""
+        from .locks import holder
+
+        return holder(self.home, run_id)
+
     # ------------------------------------------------------------------ SQL
 
     def _rows(self, query: str, args: Iterable = ()) -> list[tuple]:
