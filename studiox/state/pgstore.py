@@ -125,6 +125,10 @@ class PgStore(Store):
         self._pg.close()
         super().close()
 
+    @property
+    def where(self) -> str:
+        return f"the database {safe_url(self.url)}"
+
     # ------------------------------------------------------------------ SQL (store.py's, with %s for ?)
 
     def _rows(self, query: str, args: Iterable = ()) -> list[tuple]:

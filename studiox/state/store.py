@@ -216,6 +216,11 @@ class Store:
         if self._cache is not None:
             self._cache.close()
 
+    @property
+    def where(self) -> str:
+        """Where the runs are, for messages: the state folder (the database, for PostgreSQL)."""
+        return str(self.home)
+
     # ------------------------------------------------------------------ who drives a run
 
     def lock(self, run_id: str):
@@ -293,9 +298,9 @@ class Store:
         try:
             value = json.loads(text)
         except ValueError:
-            raise StoreError(f"{what} in {self.home} is corrupt (not JSON); the folder was left untouched") from None
+            raise StoreError(f"{what} in {self.where} is corrupt (not JSON); nothing was changed") from None
         if not isinstance(value, dict):
-            raise StoreError(f"{what} in {self.home} is corrupt (not a record); the folder was left untouched")
+            raise StoreError(f"{what} in {self.where} is corrupt (not a record); nothing was changed")
         return value
 
     # ------------------------------------------------------------------ journal
@@ -355,7 +360,7 @@ class Store:
         return events
 
     def _damaged(self, run_id: str, what: str) -> StoreError:
-        return StoreError(f"the journal of run {run_id} in {self.home} is damaged: {what}, so the run cannot be "
+        return StoreError(f"the journal of run {run_id} in {self.where} is damaged: {what}, so the run cannot be "
                           f"trusted; nothing was changed (see 'studiox audit verify {run_id}')")
 
     def run_head(self, run_id: str) -> tuple[int | None, str | None] | None:
