@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from ..errors import RunLocked, StoreError
 from .locks import held_message, this_process
-from .store import Store
+from .store import Store, make_state_folder
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -109,6 +109,7 @@ class PgStore(Store):
         self._pg = connection
         self._pg_lock = threading.Lock()
         self._taken = psycopg.errors.UniqueViolation
+        self._folder_made = False
 
     @classmethod
     def connect(cls, home: Path, url: str) -> PgStore:
@@ -171,6 +172,9 @@ class PgStore(Store):
     # ------------------------------------------------------------------ who drives a run
 
     def lock(self, run_id: str) -> PgRunLock:
+        if not self._folder_made:  # a process driving a run writes its logs and response cache there
+            make_state_folder(self.home)
+            self._folder_made = True
         return PgRunLock(self.url, run_id)
 
     def driven(self, run_id: str) -> bool:

@@ -44,7 +44,7 @@ from . import chain, folder
 from .folder import DATABASE, MARKER, cannot_write, corrupt, read_only_error
 from .indexing import FINISHED, index_events, index_record
 
-__all__ = ["FINISHED", "MARKER", "Store", "cannot_write", "read_only_error", "unstorable"]
+__all__ = ["FINISHED", "MARKER", "Store", "cannot_write", "make_state_folder", "read_only_error", "unstorable"]
 
 _SYNC = {"normal": "NORMAL", "full": "FULL", "off": "OFF"}
 SCHEMA = """
@@ -101,6 +101,16 @@ def to_json(value, what: str, fix: str) -> str:
         where = f"its {path.lstrip('.')}" if path else "it"
         raise StoreError(f"{what} was not written: {where} is {problem}, which JSON — and so the state folder — "
                          f"cannot hold; {fix}") from None
+
+
+def make_state_folder(home: Path) -> None:
+    """Make ``home`` a state folder, as a first run would, when it is not one yet. On the postgres backend,
+    where the runs are not in it, it still keeps what belongs to this machine (logs, the response cache,
+    accounts, the notification ledger), and a folder studiox writes to is one it will open again."""
+    if not (Path(home) / MARKER).is_file():
+        store = Store.open(home, create=True)
+        if store is not None:
+            store.close()
 
 
 def _after(prefix: str) -> str | None:
