@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 
 import pytest
+from conftest import cli
 
 from studiox.errors import RunLocked, StoreError
 from studiox.state import backends
@@ -142,3 +144,27 @@ def test_an_unknown_backend_or_a_missing_url_is_a_plain_error(tmp_path, monkeypa
     with pytest.raises(StoreError, match="needs STUDIOX_DATABASE_URL"):
         backends.open_store(tmp_path, create=True, backend="postgres")
 
+
+def test_the_backend_option_chooses_the_store_for_the_command_and_overrides_the_environment(tmp_path, postgres_url):
+    mission = tmp_path / "m.yaml"
+    mission.write_text("mission: m\nsteps:\n  - {id: a, set: {x: 1}}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STUDIOX_")}
+    env.update(STUDIOX_HOME=str(tmp_path / "home"), STUDIOX_DATABASE_URL=postgres_url,
+               STUDIOX_TEST_DRIVE_HERE="1")  # (driven by the command, not queued for workers)
+    on_postgres = cli("--backend", "postgres", "run", mission, "-q", env=env)
+    assert on_postgres.returncode == 0, on_postgres.stderr
+    run_id = on_postgres.stdout.split()[0]
+    assert [r["id"] for r in json.loads(cli("--backend", "postgres", "runs", "--json", env=env).stdout)] == [run_id]
+    assert json.loads(cli("runs", "--json", env={**env, "STUDIOX_BACKEND": "postgres"}).stdout)[0]["id"] == run_id
+    # the local folder was made a state folder (for this machine's cache and logs), but holds no run
+    assert json.loads(cli("--backend", "local", "runs", "--json", env={**env, "STUDIOX_BACKEND": "postgres"}).stdout) == []
+    assert "the database postgresql://" in cli("--backend", "postgres", "migrate", env=env).stdout
+
+
+@pytest.mark.parametrize("value", ["mysql", "lokal"])
+def test_an_unknown_backend_option_is_a_usage_error(tmp_path, value):
+    result = cli("--backend", value, "runs", env={"STUDIOX_HOME": str(tmp_path / "home"), "PATH": os.environ["PATH"]})
+    assert result.returncode == 2
+    assert f"unknown backend '{value}' for --backend: choose 'local'" in result.stderr, result.stderr
+    assert ("did you mean 'local'?" in result.stderr) == (value == "lokal")
+    assert not (tmp_path / "home").exists()
