@@ -56,12 +56,13 @@ def home_path(home: Path | None = None) -> Path:
     return Path(".studiox")
 
 
-def open_store(home: Path | None = None, *, create: bool = False) -> Store | None:
+def open_store(home: Path | None = None, *, create: bool = False, backend: str | None = None) -> Store | None:
     """The store (the state folder's, or the PostgreSQL database's: see state/backends.py); None when
-    a local state folder does not exist (and ``create`` is false)."""
+    a local state folder does not exist (and ``create`` is false). ``backend``: local or postgres, when
+    not the process's choice (--backend, STUDIOX_BACKEND)."""
     from .state import backends
 
-    store = backends.open_store(home_path(home), create=create)
+    store = backends.open_store(home_path(home), create=create, backend=backend)
     if store is not None and store.migrated is not None:
         NOTICE(migration_note(store))
     return store
@@ -76,11 +77,19 @@ def migration_note(store: Store) -> str:
 
 
 def migrate(home: Path | None = None) -> str:
-    """Migrate the state folder to this studiox's format; what was done, for a person."""
-    from .state.store import Store
+    """Migrate the state folder to this studiox's format (on PostgreSQL: make the tables that are missing);
+    what was done, for a person."""
+    from .state import backends
 
     path = home_path(home)
-    store = Store.open(path, create=False)
+    if backends.backend_name() == "postgres":
+        store = backends.open_store(path, create=True)  # connecting makes the tables that are missing
+        assert store is not None
+        try:
+            return f"{store.where} has this studiox's tables: nothing to migrate"
+        finally:
+            store.close()
+    store = backends.open_store(path, create=False)
     if store is None:
         raise RunNotFound(f"there is no state folder at {path} to migrate")
     try:
@@ -90,9 +99,9 @@ def migrate(home: Path | None = None) -> str:
         store.close()
 
 
-def need_store(home: Path | None = None) -> Store:
+def need_store(home: Path | None = None, *, backend: str | None = None) -> Store:
     """The state folder's store; a clear error when there is none yet."""
-    store = open_store(home)
+    store = open_store(home, backend=backend)
     if store is None:
         raise RunNotFound(f"there are no runs in {home_path(home)} yet")
     return store
@@ -347,12 +356,16 @@ def usage(state: RunState) -> dict:
 
 
 def run_status(store: Store, run_id: str) -> tuple[RunState, dict]:
-    """One run as data: status, verdict, each finished step, what it waits for, model usage."""
+    """One run as data: status (and, while running, which process drives it), verdict, each finished step,
+    what it waits for, model usage."""
 
     state = run_state(store, run_id)
     current = state.status(not state.finished and store.driven(run_id))
+    holder = store.holder(run_id) if current == "running" else None  # (None: a worker's queued segment, on postgres)
     return state, {
         "id": run_id, "mission": state.mission_name, "key": state.key or None, "status": current,
+        "driven_by": {"pid": holder["pid"], "host": holder["host"], "command": holder["command"],
+                      "since": iso(holder["since"]) if holder.get("since") else None} if holder else None,
         "verdict": state.verdict,
         "note": (state.finished or {}).get("note"), "error": (state.finished or {}).get("error"),
         "waiting_for": (state.waiting or {}).get("decision") if current == "waiting" else None,

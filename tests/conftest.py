@@ -5,6 +5,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -192,11 +193,13 @@ class Sx:
     signals, competing processes, a terminal. Both give a subprocess.CompletedProcess.
     """
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, database_url: str | None = None):
         self.home = tmp_path / "home"
         self.effects = tmp_path / "effects.jsonl"
         self.tmp = tmp_path
-        self.backend: dict[str, str] = {}  # STUDIOX_BACKEND and STUDIOX_DATABASE_URL when not the local store
+        # when the store is PostgreSQL (a schema of its own): STUDIOX_BACKEND, STUDIOX_DATABASE_URL, and runs
+        # driven by the CLI process that asks, as locally (not queued for workers: see ON_POSTGRES)
+        self.backend: dict[str, str] = {**ON_POSTGRES, "STUDIOX_DATABASE_URL": database_url} if database_url else {}
 
     def env(self, **extra) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STUDIOX_")}
@@ -227,6 +230,19 @@ class Sx:
         return subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=self.env(**env), stdin=subprocess.DEVNULL)
 
+    @property
+    def on_postgres(self) -> bool:
+        return bool(self.backend)
+
+    @property
+    def where(self) -> str:
+        """Where the runs are, as studiox's messages name it (Store.where)."""
+        if not self.backend:
+            return str(self.home)
+        from studiox.state.pgstore import safe_url
+
+        return f"the database {safe_url(self.backend['STUDIOX_DATABASE_URL'])}"
+
     def store(self):
         """The store the CLI of this runner writes (its state folder, or its PostgreSQL database)."""
         from studiox.state.store import Store
@@ -236,6 +252,54 @@ class Sx:
 
             return PgStore.connect(self.home, self.backend["STUDIOX_DATABASE_URL"])
         return Store.open(self.home, create=False)
+
+    def holder(self, run_id: str) -> dict | None:
+        """Who drives ``run_id`` now (pid, host, command), on either backend; None when nobody does."""
+        store = self.store()
+        if store is None:
+            return None
+        try:
+            return store.holder(run_id)
+        finally:
+            store.close()
+
+    @contextlib.contextmanager
+    def tamper(self) -> Iterator[Tampering]:
+        """A connection to the store's tables from outside studiox, as someone editing the database would
+        (SQL with ``?`` placeholders, on either backend); what it did is committed at the end."""
+        if self.backend:
+            import psycopg
+
+            with psycopg.connect(self.backend["STUDIOX_DATABASE_URL"]) as con:  # commits when the block ends
+                yield Tampering(con, "%s")
+        else:
+            import sqlite3
+
+            con = sqlite3.connect(self.home / "studiox.db")
+            try:
+                with con:  # commits when the block ends
+                    yield Tampering(con, "?")
+            finally:
+                con.close()
+
+    def stored(self) -> object:
+        """Everything the store holds, to compare before and after: the database file's bytes locally,
+        every table's rows in PostgreSQL."""
+        if not self.backend:
+            return (self.home / "studiox.db").read_bytes()
+        with self.tamper() as db:
+            return {table: sorted(map(tuple, db.execute(f"SELECT * FROM {table}")), key=repr)
+                    for table in ("events", "records", "runs", "decisions")}
+
+    def copy(self, tmp_path: Path) -> Sx:
+        """Another runner over a copy of this one's store (and state folder), in ``tmp_path``."""
+        if self.home.exists():  # (on PostgreSQL, a run that needed no cache or log made no folder)
+            shutil.copytree(self.home, tmp_path / "home")
+        if not self.backend:
+            return Sx(tmp_path)
+        from tests.support import postgres
+
+        return Sx(tmp_path, postgres.copy_schema(self.backend["STUDIOX_DATABASE_URL"]))
 
     def effects_log(self) -> list[dict]:
         if not self.effects.exists():
@@ -253,25 +317,28 @@ class Sx:
         return json.loads(result.stdout)
 
 
-def _on_backend(runner: Sx, request) -> Sx:
-    """``runner`` on the store STUDIOX_TEST_BACKEND names for the whole test run: local (the default), or
-    postgres — a fresh database on the session's throwaway server for each test."""
-    if os.environ.get("STUDIOX_TEST_BACKEND", "local") == "postgres":
-        runner.backend = {"STUDIOX_BACKEND": "postgres", "STUDIOX_DATABASE_URL": request.getfixturevalue("postgres_url")}
-    return runner
+class Tampering:
+    """A DB-API connection to the store's database, taking SQL with ``?`` placeholders on either backend."""
+
+    def __init__(self, con, placeholder: str):
+        self.con = con
+        self.placeholder = placeholder
+
+    def execute(self, query: str, args: tuple = ()):
+        return self.con.execute(query.replace("?", self.placeholder), args)
 
 
 @pytest.fixture
-def sx(tmp_path, request) -> Sx:
-    return _on_backend(Sx(tmp_path), request)
+def sx(tmp_path, backend, request) -> Sx:
+    return Sx(tmp_path, request.getfixturevalue("postgres_schema") if backend == "postgres" else None)
 
 
 @pytest.fixture
-def studiox(tmp_path, request) -> Sx:
+def studiox(tmp_path, backend, request) -> Sx:
     """The plain CLI (real MCP integrations), in its own state folder."""
-    runner = Sx(tmp_path)
+    runner = Sx(tmp_path, request.getfixturevalue("postgres_schema") if backend == "postgres" else None)
     runner.real = True
-    return _on_backend(runner, request)
+    return runner
 
 
 def wait_for(predicate, seconds: float = 60) -> bool:
@@ -299,27 +366,89 @@ def _model_client_imported():
     _litellm()
 
 
-# ---------------------------------------------------------------------------- PostgreSQL
+# ---------------------------------------------------------------------------- the store's backends
+#
+# A test that uses the ``backend`` fixture — through ``sx`` or ``studiox``, or by
+# ``pytestmark = pytest.mark.usefixtures("backend")`` for tests that open the store themselves — runs once
+# on each backend: the local state folder, and PostgreSQL (a fresh schema on the test process's throwaway
+# server). ``@pytest.mark.backends("local", reason=...)`` keeps a test (or a module) on the backends it
+# names, saying why. STUDIOX_TEST_BACKEND=local (or postgres) runs only that backend's variants.
+
+BACKENDS = ("local", "postgres")
+for _name in ("STUDIOX_BACKEND", "STUDIOX_DATABASE_URL"):  # the tests choose the backend, not the shell
+    os.environ.pop(_name, None)
+# The engine's tests on the PostgreSQL store: the process that asks drives the run, as locally, where on
+# postgres a worker would (studiox/dispatch). A worker's segment runs the same engine on the same store;
+# the workers themselves are tested in test_postgres_workers.py.
+ON_POSTGRES = {"STUDIOX_BACKEND": "postgres", "STUDIOX_TEST_DRIVE_HERE": "1"}
+
+
+def _tested_backends() -> tuple[str, ...]:
+    chosen = os.environ.get("STUDIOX_TEST_BACKEND", "").strip().lower()
+    if not chosen:
+        return BACKENDS
+    if chosen not in BACKENDS:
+        raise pytest.UsageError(f"STUDIOX_TEST_BACKEND={chosen!r}: choose local or postgres (or leave it unset: both)")
+    return (chosen,)
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" not in metafunc.fixturenames:
+        return
+    names = _tested_backends()
+    marker = metafunc.definition.get_closest_marker("backends")
+    if marker is not None:
+        if not marker.kwargs.get("reason") or not set(marker.args) <= set(BACKENDS):
+            raise pytest.UsageError(f"{metafunc.definition.nodeid}: backends(...) takes backend names "
+                                    f"{BACKENDS} and a reason=")
+        names = tuple(n for n in names if n in marker.args) or marker.args  # its own, whatever was asked
+    metafunc.parametrize("backend", names, indirect=True)
+
+
+@pytest.fixture
+def backend(request, monkeypatch) -> str:
+    """The store's backend for this test: STUDIOX_BACKEND and STUDIOX_DATABASE_URL are set in this process
+    as a user would set them, so code under test that opens the store (api.open_store, state.backends)
+    finds it there."""
+    name = getattr(request, "param", "local")
+    if name == "postgres":
+        for variable, value in {**ON_POSTGRES, "STUDIOX_DATABASE_URL": request.getfixturevalue("postgres_schema")}.items():
+            monkeypatch.setenv(variable, value)
+    return name
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """One throwaway PostgreSQL server per test process (about 1.3 s to start; see tests/support/postgres.py);
-    the URL of its first database."""
+    the URL of its first database. Without PostgreSQL installed this is an error, never a skip: the
+    postgres half of the suite must not pass by not running."""
     from tests.support import postgres
 
     if postgres.binaries() is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
+        pytest.fail("PostgreSQL is not installed, and the tests of the postgres backend need it: apt-get install "
+                    "postgresql (.ci/run does), or run only the local backend's tests with STUDIOX_TEST_BACKEND=local",
+                    pytrace=False)
     with postgres.server() as url:
         yield url
 
 
 @pytest.fixture
 def postgres_url(postgres_server) -> str:
-    """A new, empty database on the session's server, for one test."""
+    """A new, empty database on the session's server, for one test (DBOS keeps its tables in a schema of
+    its own, so the workers' tests need a database each)."""
     from tests.support import postgres
 
     return postgres.fresh_database(postgres_server)
+
+
+@pytest.fixture
+def postgres_schema(postgres_server) -> str:
+    """A new, empty schema in the session's database, for one test: a URL whose connections use it (their
+    search_path). Enough for the store, and cheaper: a few ms and no disk, where a database takes ~35 ms
+    and 7 MB."""
+    from tests.support import postgres
+
+    return postgres.fresh_schema(postgres_server)
 
 
 # ---------------------------------------------------------------------------- measures a test reports
@@ -328,6 +457,8 @@ MEASURES = "STUDIOX_TEST_MEASURES"  # a file every test process appends to; the 
 
 
 def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "backends(*names, reason): run the test on these store backends only, "
+                                       "for the reason given (the default: local and postgres; see above)")
     if not hasattr(config, "workerinput"):  # the main process (xdist's workers inherit the variable)
         import tempfile
 

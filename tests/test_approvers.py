@@ -19,7 +19,9 @@ from studiox.governance import (
     os_user,
 )
 from studiox.mission import Approval, loads
-from studiox.state.store import Store
+from studiox.state import backends
+
+pytestmark = pytest.mark.usefixtures("backend")  # each test on the local store and on PostgreSQL
 
 MISSION = """
 mission: who-may-decide
@@ -153,7 +155,7 @@ class Clock:
 
 @pytest.fixture
 def queue(tmp_path):
-    store = Store.open(tmp_path / "home", create=True)
+    store = backends.open_store(tmp_path / "home", create=True)
     assert store is not None
     store.append("run1", 1, {"type": "run_started", "seq": 1, "at": 1.0, "user": "alice"})
     return DecisionQueue(store, Clock())

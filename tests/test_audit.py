@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import shutil
-import sqlite3
 
 import pytest
 from conftest import Sx, write_mission
@@ -80,9 +78,8 @@ def test_audit_verify_finds_each_kind_of_tampering_and_names_the_first_event(sx,
     intact = sx("audit", "verify", run_id, "--json")
     assert intact.returncode == 0, intact.stdout + intact.stderr
     assert json.loads(intact.stdout)[0]["state"] == "intact"
-    copy = Sx(tmp_path / "copy")
-    shutil.copytree(sx.home, copy.home)
-    with sqlite3.connect(copy.home / "studiox.db") as db:
+    copy = sx.copy(tmp_path / "copy")
+    with copy.tamper() as db:
         first = TAMPERING[how](db, run_id)
     found = copy("audit", "verify", run_id, "--json")
     assert found.returncode == 1, found.stdout
@@ -98,14 +95,14 @@ def test_audit_verify_finds_each_kind_of_tampering_and_names_the_first_event(sx,
 @pytest.mark.parametrize("how", list(TAMPERING))
 def test_a_journal_with_a_gap_or_out_of_order_is_an_error_wherever_the_run_is_read(sx, tmp_path, how):
     run_id = _run(sx, tmp_path)
-    with sqlite3.connect(sx.home / "studiox.db") as db:
+    with sx.tamper() as db:
         TAMPERING[how](db, run_id)
-    before = (sx.home / "studiox.db").read_bytes()
+    before = sx.stored()
     for args in (["status", run_id], ["log", run_id], ["log", run_id, "--json"], ["resume", run_id]):
         result = sx(*args)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert f"the journal of run {run_id}" in result.stderr and "Traceback" not in result.stderr, result.stderr
-    assert (sx.home / "studiox.db").read_bytes() == before
+    assert sx.stored() == before
 
 
 def test_resume_refuses_a_run_whose_events_were_edited(sx, tmp_path):
@@ -113,13 +110,13 @@ def test_resume_refuses_a_run_whose_events_were_edited(sx, tmp_path):
                          "  - {id: a, set: {v: 1}}\n  - {id: b, tool: fx.append}\n  - {id: c, set: {v: 3}}\n")
     killed = sx.process("run", slow, "-q", STUDIOX_TEST_KILL_AFTER_EVENT=3)
     run_id = killed.stdout.split()[0]
-    with sqlite3.connect(sx.home / "studiox.db") as db:
+    with sx.tamper() as db:
         seq, event = next((s, e) for s, e in _rows(db, run_id) if e["type"] == "step_finished")
         event["output"] = {"v": 2}
         _put(db, run_id, seq, event)
     result = sx("resume", run_id)
     assert result.returncode == 2, result.stdout
-    assert f"the journal of run {run_id} in {sx.home} is damaged: event {seq} was edited" in result.stderr
+    assert f"the journal of run {run_id} in {sx.where} is damaged: event {seq} was edited" in result.stderr
     assert sx.effects_log() == []  # nothing was driven on
 
 
@@ -145,16 +142,16 @@ def test_a_keyed_chain_cannot_be_forged_without_the_key(sx, tmp_path):
     assert keyed.returncode == 0 and json.loads(keyed.stdout)[0]["chain"] == "hmac-sha256"
     without = sx("audit", "verify", run_id)
     assert without.returncode == 1 and "no key" in without.stdout and "STUDIOX_AUDIT_KEY" in without.stdout
-    with sqlite3.connect(sx.home / "studiox.db") as db:
+    with sx.tamper() as db:
         _forge(db, run_id, key=None)  # a forger without the key can only make a plain chain
     forged = sx.process("audit", "verify", run_id, "--json", STUDIOX_AUDIT_KEY="the-real-key")
     assert forged.returncode == 1 and json.loads(forged.stdout)[0]["seq"] == 1
-    with sqlite3.connect(sx.home / "studiox.db") as db:
+    with sx.tamper() as db:
         _forge(db, run_id, key=b"a-guessed-key")
     assert sx.process("audit", "verify", run_id, STUDIOX_AUDIT_KEY="the-real-key").returncode == 1
     # the same forgery on an unkeyed run goes unseen: that is what the key is for
     plain = _run(sx, tmp_path)
-    with sqlite3.connect(sx.home / "studiox.db") as db:
+    with sx.tamper() as db:
         _forge(db, plain, key=None)
     assert sx("audit", "verify", plain).returncode == 0
 

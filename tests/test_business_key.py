@@ -14,6 +14,8 @@ from studiox import mission as missions
 from studiox.errors import DuplicateRun
 from studiox.governance import APPROVED
 
+pytestmark = pytest.mark.usefixtures("backend")  # each test on the local store and on PostgreSQL
+
 BY_INPUT = """mission: pay
 key: ${{ inputs.invoice }}
 inputs: {invoice: {type: string}}

@@ -63,10 +63,10 @@ def test_cancel_json_and_runs_json_carry_iso_times(sx):
 
 def test_approving_a_run_another_process_drives_records_it_and_exits_0(sx, tmp_path):
     parked = json.loads(sx("run", PAYMENT, "--json").stdout)
-    from studiox.state.locks import RunLock
-
-    with RunLock(sx.home, parked["run"]):  # another process drives the run
+    store = sx.store()
+    with store.lock(parked["run"]):  # another process drives the run
         approved = sx("approve", parked["waiting"]["decision"], "--resume")
+    store.close()
     assert approved.returncode == 0, approved.stderr
     assert "another process, which will apply this decision" in approved.stdout
     assert json.loads(sx("decision", "show", parked["waiting"]["decision"], "--json").stdout)["status"] == "approved"

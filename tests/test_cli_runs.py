@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import socket
 import time
 
+import pytest
 from conftest import write_mission
 
 SLOW = (
@@ -70,13 +72,13 @@ def test_an_invalid_mission_exits_2_and_a_failed_run_exits_1(sx, tmp_path):
 def test_two_processes_resuming_one_run_only_one_drives_it(sx, tmp_path):
     run_id = _interrupted_run(sx, tmp_path)
     first = sx.popen("resume", run_id)
-    lock = sx.home / "locks" / f"{run_id}.lock"
     deadline = time.time() + 20
-    while time.time() < deadline and f'"pid": {first.pid}' not in (lock.read_text() if lock.exists() else ""):
+    while time.time() < deadline and (sx.holder(run_id) or {}).get("pid") != first.pid:
         time.sleep(0.05)  # until the first holds the lock (it then spends 3 s in the slow step)
     second = sx("resume", run_id)
     assert second.returncode == 2
-    assert f"run {run_id} is being driven by process {first.pid}" in second.stderr
+    assert f"run {run_id} is being driven by process {first.pid} on {socket.gethostname()}" in second.stderr
+    assert sx.state(run_id)["driven_by"]["pid"] == first.pid
     assert first.wait(30) == 0
     keys = [e["key"].split("/")[1] for e in sx.effects_log()]
     assert keys == ["before", "slow", "after"]
@@ -84,7 +86,9 @@ def test_two_processes_resuming_one_run_only_one_drives_it(sx, tmp_path):
 
 def test_a_lock_left_by_a_killed_process_is_taken_over(sx, tmp_path):
     run_id = _interrupted_run(sx, tmp_path, kill_after=5)
-    assert (sx.home / "locks" / f"{run_id}.lock").exists()
+    if not sx.on_postgres:  # the killed process's lock file is still there, but no process holds it
+        assert (sx.home / "locks" / f"{run_id}.lock").exists()
+    assert sx.holder(run_id) is None and sx.state(run_id)["driven_by"] is None
     resumed = sx("resume", run_id, SX_SLEEP_FAST=1)
     assert resumed.returncode == 0, resumed.stderr
 
@@ -151,6 +155,7 @@ def _tree_digest(path):
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.backends("local", reason="a corrupt studiox.db: the local folder's database file")
 def test_a_corrupt_state_folder_is_a_clear_error_and_is_left_untouched(sx, tmp_path):
     run_id = _interrupted_run(sx, tmp_path)
     db = sx.home / "studiox.db"
@@ -165,6 +170,7 @@ def test_a_corrupt_state_folder_is_a_clear_error_and_is_left_untouched(sx, tmp_p
     assert _tree_digest(sx.home) == before
 
 
+@pytest.mark.backends("local", reason="the local folder's marker file and its format")
 def test_a_state_folder_from_a_newer_version_or_not_ours_is_refused(sx, tmp_path):
     sx.home.mkdir()
     (sx.home / "studiox.json").write_text('{"format": 99}')
@@ -219,13 +225,11 @@ def test_several_runs_in_one_state_folder_at_the_same_time(sx, tmp_path):
 
 
 def test_an_altered_event_is_reported_as_a_corrupt_journal(sx, tmp_path):
-    import sqlite3
-
     run_id = _interrupted_run(sx, tmp_path)
-    with sqlite3.connect(sx.home / "studiox.db") as db:  # valid JSON, but not an event we write
+    with sx.tamper() as db:  # valid JSON, but not an event we write
         db.execute("UPDATE events SET body = ? WHERE run = ? AND seq = 2",
                    (json.dumps({"seq": 2, "type": "step_finished"}), run_id))
     result = sx("status", run_id)
     assert result.returncode == 2
-    assert f"the journal of run {run_id} in {sx.home} is damaged: event 2 was edited" in result.stderr
+    assert f"the journal of run {run_id} in {sx.where} is damaged: event 2 was edited" in result.stderr
     assert "Traceback" not in result.stderr

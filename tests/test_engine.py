@@ -11,8 +11,10 @@ from studiox import mission as missions
 from studiox.adapters.ports import Ports
 from studiox.engine import Engine
 from studiox.errors import StepError
+from studiox.state import backends
 from studiox.state.journal import derive
-from studiox.state.store import Store
+
+pytestmark = pytest.mark.usefixtures("backend")  # each test on the local store and on PostgreSQL
 
 
 class ScriptedTools:
@@ -44,7 +46,7 @@ class ScriptedTools:
 
 class Harness:
     def __init__(self, tmp_path, tools=None):
-        self.store = Store.open(tmp_path / "home", create=True)
+        self.store = backends.open_store(tmp_path / "home", create=True)  # the backend the test runs on
         self.tools = tools or ScriptedTools()
         self.sleeps: list[float] = []
         self.tmp = tmp_path

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from test_engine import Harness, ScriptedTools
 from test_workers import World
 
 from studiox.errors import StepError
 from studiox.ui.prompt import panel
+
+pytestmark = pytest.mark.usefixtures("backend")  # each test on the local store and on PostgreSQL
 
 ITEMS = """mission: ev
 models: {fast: openai/gpt-4o-mini}

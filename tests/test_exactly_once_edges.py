@@ -17,6 +17,8 @@ from studiox.engine import JournalMismatch
 from studiox.errors import DecisionError, RunNotResumable
 from studiox.governance import APPROVED, DecisionQueue
 
+pytestmark = pytest.mark.usefixtures("backend")  # each test on the local store and on PostgreSQL
+
 PAY_TIMES_OUT = AGENT.replace(
     "      output: {type: object, required: [paid], properties: {paid: {type: boolean}}}\n",
     "      output: {type: object, required: [paid], properties: {paid: {type: boolean}}}\n"
@@ -132,10 +134,10 @@ def test_cancel_decides_under_the_lock_and_never_cancels_a_run_that_just_finishe
     path = tmp_path / "m.yaml"
     path.write_text("mission: t\nsteps:\n  - {id: a, set: {x: 1}}\n")
     from studiox import mission as missions
-    from studiox.state import locks
 
     run_id = h.engine.start(missions.load(path), {})
-    take = locks.RunLock.acquire
+    lock_type = type(h.store.lock(run_id))  # the backend's: a lock file, or a PostgreSQL advisory lock
+    take = lock_type.acquire
     raced = []
 
     def acquire_after_the_run_finished(self):
@@ -144,7 +146,7 @@ def test_cancel_decides_under_the_lock_and_never_cancels_a_run_that_just_finishe
             assert h.engine.drive(run_id).status == "succeeded"
         return take(self)
 
-    monkeypatch.setattr(locks.RunLock, "acquire", acquire_after_the_run_finished)
+    monkeypatch.setattr(lock_type, "acquire", acquire_after_the_run_finished)
     with pytest.raises(RunNotResumable, match="already succeeded"):
         h.engine.cancel(run_id, "too late")
     assert [e["type"] for e in h.events(run_id)][-1] == "run_finished"

@@ -94,11 +94,12 @@ def test_nan_or_infinity_in_an_inputs_file_is_refused_with_where_it_is(sx, tmp_p
     _refused(sx, sx("run", mission, "--input", f"o=@{tmp_path / name}"), "the input 'o.o.a[1]'")
 
 
+@pytest.mark.usefixtures("backend")
 def test_the_store_never_writes_nan_or_infinity(tmp_path):
     from studiox.errors import StoreError
-    from studiox.state.store import Store
+    from studiox.state import backends
 
-    store = Store.open(tmp_path / "home", create=True)
+    store = backends.open_store(tmp_path / "home", create=True)
     assert store is not None
     with pytest.raises(StoreError, match=r"output\.v .*NaN"):
         store.append("r1", 1, {"seq": 1, "type": "step_finished", "output": {"v": math.nan}})

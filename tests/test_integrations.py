@@ -16,6 +16,10 @@ import pytest
 from conftest import ROOT, TESTS, write_mission
 from support.mcp_runs import assert_no_orphans
 
+BOTH_BACKENDS = pytest.mark.backends("local", "postgres", reason="exactly once across a kill: the store's part")
+pytestmark = pytest.mark.backends(
+    "local", reason="the MCP transport is under test; the store is incidental (the kill tests below run on both)")
+
 SERVER = TESTS / "support" / "mcp_test_server.py"
 
 
@@ -99,6 +103,7 @@ def test_an_unknown_tool_names_the_ones_there_are(studiox, tmp_path):
     assert "the integration 'srv' has no tool 'ecko' — did you mean 'echo'?" in result.stdout
 
 
+@BOTH_BACKENDS
 def test_a_tool_without_annotations_is_gated_and_runs_after_approval(studiox, tmp_path):
     mission, log, marker = mission_with(tmp_path, "  - {id: a, tool: srv.unannotated, arguments: {x: 7}}\n")
     parked = studiox("run", mission)
@@ -136,8 +141,8 @@ def _kill_after(studiox, mission, event_type: str, **env) -> str:
     """Run once to find the event's number, then run again and die right after it."""
     from studiox.state.store import Store
 
-    probe_home = studiox.home.parent / "probe-home"
-    probe = studiox("run", mission, "-q", "--no-input", STUDIOX_HOME=probe_home, **env)
+    probe_home = studiox.home.parent / "probe-home"  # (a local one: the numbers are the same on every backend)
+    probe = studiox("run", mission, "-q", "--no-input", STUDIOX_HOME=probe_home, STUDIOX_BACKEND="local", **env)
     store = Store.open(probe_home, create=False)
     seq = next(e["seq"] for e in store.events(probe.stdout.split()[0]) if e["type"] == event_type)
     store.close()
@@ -145,6 +150,7 @@ def _kill_after(studiox, mission, event_type: str, **env) -> str:
     return seq
 
 
+@BOTH_BACKENDS
 def test_kill_between_action_started_and_finished_idempotent_tool_is_retried_with_the_same_key(studiox, tmp_path):
     mission, log, marker = mission_with(tmp_path, "  - {id: a, tool: srv.record_idempotent, arguments: {label: x}, "
                                                   "approval: {auto_approve_when: '${{ true }}'}}\n")
@@ -172,6 +178,7 @@ def _kill_mid_call(studiox, mission, log) -> str:
     return proc.stdout.read().split()[0]
 
 
+@BOTH_BACKENDS
 def test_killed_during_an_idempotent_call_after_its_effect_the_retry_does_not_repeat_it(studiox, tmp_path):
     mission, log, marker = mission_with(tmp_path, "  - {id: a, tool: srv.record_idempotent, arguments: {label: x}, "
                                                   "approval: {auto_approve_when: '${{ true }}'}}\n")
@@ -182,6 +189,7 @@ def test_killed_during_an_idempotent_call_after_its_effect_the_retry_does_not_re
     assert len(effects(log)) == 1
 
 
+@BOTH_BACKENDS
 def test_kill_during_a_non_idempotent_call_makes_it_in_doubt_and_it_is_never_called_twice(studiox, tmp_path):
     mission, log, marker = mission_with(tmp_path, "  - {id: a, tool: srv.record, arguments: {label: x}, "
                                                   "approval: {auto_approve_when: '${{ true }}'}}\n")
@@ -200,6 +208,7 @@ def test_kill_during_a_non_idempotent_call_makes_it_in_doubt_and_it_is_never_cal
     assert state["steps"][0]["output"] == {"recorded": "x", "by": "hand"}
 
 
+@BOTH_BACKENDS
 def test_an_in_doubt_call_can_be_retried_by_a_person(studiox, tmp_path):
     mission, log, marker = mission_with(tmp_path, "  - {id: a, tool: srv.record, arguments: {label: x}, "
                                                   "approval: {auto_approve_when: '${{ true }}'}}\n")
@@ -233,6 +242,7 @@ def _payments(db) -> list:
                             "WHERE idempotency_key NOT LIKE 'erp-sample/%'").fetchall()
 
 
+@BOTH_BACKENDS
 def test_the_erp_server_books_one_payment_for_a_key_even_when_killed_after_action_started(studiox, tmp_path,
                                                                                           invoice_copy):
     mission = write_mission(invoice_copy / "pay.yaml", (

@@ -11,6 +11,9 @@ import pytest
 import yaml
 from conftest import ROOT, cli
 
+pytestmark = pytest.mark.backends(
+    "local", reason="the example mission's samples are under test; the store is incidental")
+
 DATA = ROOT / "missions" / "data"
 SAMPLES = ["INV-2291", "INV-5532", "INV-2107", "INV-7730", "INV-6604", "INV-3318"]
 REJECTED = {  # the verdicts of the samples that end without asking anyone

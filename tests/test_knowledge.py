@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from conftest import write_mission
 
 from studiox.adapters.knowledge import Knowledge
+
+pytestmark = pytest.mark.backends(
+    "local", reason="knowledge retrieval is under test; the store is incidental")
 
 
 def test_search_ranks_the_matching_document_first_and_finds_order_numbers_by_their_parts(tmp_path):

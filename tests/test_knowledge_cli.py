@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 from conftest import write_mission
+
+pytestmark = pytest.mark.backends("local", reason="the knowledge index is a local file, not the store")
 
 
 def _mission(tmp_path):

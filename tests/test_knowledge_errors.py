@@ -16,6 +16,9 @@ from conftest import write_mission
 from studiox.adapters.knowledge import Knowledge
 from studiox.steps import StepError
 
+pytestmark = pytest.mark.backends(
+    "local", reason="knowledge retrieval's errors are under test; the store is incidental")
+
 
 def _search(sources: dict, base: Path, source: str = "kb"):
     return asyncio.run(Knowledge(sources, base).search(source, "hotel", 3))

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, write_mission
 
+pytestmark = pytest.mark.backends("local", reason="the local model is under test; the store is incidental")
+
 MISSION = """mission: local
 models:
   main: {model: openai/gpt-4o-mini, temperature: 0, max_tokens: 200, deadline: 240}

@@ -8,6 +8,9 @@ import json
 import pytest
 from conftest import write_mission
 
+pytestmark = pytest.mark.backends(
+    "local", reason="how the terminal shows long values is under test; the store is incidental")
+
 MB = 1_000_000
 
 

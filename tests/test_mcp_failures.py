@@ -20,6 +20,9 @@ from support.mcp_runs import assert_clean, assert_no_orphans, call_once, mission
 from studiox.adapters.mcp import MCPTools
 from studiox.steps import StepError
 
+pytestmark = pytest.mark.backends(
+    "local", reason="the MCP transport's errors are under test; the store is incidental")
+
 ODD = TESTS / "support" / "odd_mcp_server.py"
 
 

@@ -9,6 +9,9 @@ import pytest
 from studiox.errors import ExpressionError, MissingValue
 from studiox.expressions import render
 
+pytestmark = pytest.mark.backends(
+    "local", reason="expression semantics are under test; the store is incidental")
+
 DATA = {
     "inputs": {"lines": [{"amount": 2}, {"amount": 3}], "empty": {}, "word": "abc"},
     "steps": {

@@ -8,6 +8,9 @@ import pytest
 from studiox.errors import MissionInvalid
 from studiox.mission import loads
 
+pytestmark = pytest.mark.backends(
+    "local", reason="the mission's references are under test; the store is incidental")
+
 HEAD = """\
 mission: m
 models: {fast: openai/gpt-4o-mini}

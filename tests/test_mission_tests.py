@@ -8,9 +8,14 @@ import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from studiox import api
 from studiox.testing.expect import Failure
 from studiox.testing.running import Played
+
+pytestmark = pytest.mark.backends(
+    "local", reason="'studiox test' plays every case in a throwaway local folder, whatever the backend")
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,6 +16,9 @@ from test_workers import EXTRACT, World
 from studiox.adapters.models import LiteLLMModels, ModelCall, Replay, _litellm
 from studiox.steps import StepError
 
+pytestmark = pytest.mark.backends(
+    "local", reason="the model adapter's errors are under test; the store is incidental")
+
 CALL = ModelCall("openai/gpt-4o-mini", [{"role": "user", "content": "hello"}])
 
 

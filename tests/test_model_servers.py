@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import write_mission
 from support.openai_server import OpenAIServer
+
+pytestmark = pytest.mark.backends("local", reason="model servers are under test; the store is incidental")
 
 MISSION = """mission: local
 models:

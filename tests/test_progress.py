@@ -3,8 +3,12 @@ foreach; piped, the same run prints plain lines with no control codes."""
 
 from __future__ import annotations
 
+import pytest
 from conftest import write_mission
 from support.terminal import Terminal
+
+pytestmark = pytest.mark.backends(
+    "local", reason="the terminal's progress display is under test; the store is incidental")
 
 SLOW = ("mission: slow\nintegrations: {fx: {command: x}}\nsteps:\n"
         "  - {id: nap, tool: fx.sleep, arguments: {seconds: 2.5}}\n"

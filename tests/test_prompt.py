@@ -15,6 +15,9 @@ from studiox.state.store import Store
 from studiox.ui.prompt import ask, open_editor, panel
 from studiox.values import human, parse_field, parse_number
 
+pytestmark = pytest.mark.backends(
+    "local", reason="the decision prompt's dialogue is under test; the store is incidental")
+
 PAYMENT = TESTS / "missions" / "payment.yaml"
 SCHEMA = {"type": "object", "properties": {"amount": {"type": "number", "minimum": 0}, "to": {"type": "string"},
                                            "urgent": {"type": "boolean"}}, "required": ["amount", "to"]}

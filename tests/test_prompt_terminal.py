@@ -9,6 +9,9 @@ import pytest
 from conftest import TESTS, write_mission
 from support.terminal import Terminal
 
+pytestmark = pytest.mark.backends(
+    "local", reason="the decision prompt at a real terminal is under test; the store is incidental")
+
 PAYMENT = TESTS / "missions" / "payment.yaml"
 # the payment mission, with a first step that takes a second: time enough to type ahead
 SLOW_PAYMENT = PAYMENT.read_text().replace(

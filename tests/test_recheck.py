@@ -10,6 +10,8 @@ from studiox.errors import MissionInvalid
 from studiox.governance import APPROVED
 from studiox.mission import loads
 
+pytestmark = pytest.mark.usefixtures("backend")  # each test on the local store and on PostgreSQL
+
 MISSION = """steps:
   - {id: budget, tool: fx.look, arguments: {amount: 1780}}
   - id: pay

@@ -18,6 +18,8 @@ from studiox.adapters.replay import reply_dict
 from studiox.mission import yamlread
 from studiox.replay_checks import replay_problems
 
+pytestmark = pytest.mark.backends("local", reason="replay files are under test; the store is incidental")
+
 LOOP = """
 mission: loop
 models: {fast: openai/gpt-4o-mini}

@@ -16,6 +16,8 @@ from test_workers import EXTRACT
 from studiox.adapters.models import Replay
 from studiox.errors import UsageError
 
+pytestmark = pytest.mark.backends("local", reason="replay files are under test; the store is incidental")
+
 GOOD = "extract:\n  - output: {invoice_number: INV-1, total: 500}\n    reasoning: read it\n"
 
 

@@ -15,6 +15,8 @@ from studiox.errors import DuplicateRun
 from studiox.governance import APPROVED, REJECTED
 from studiox.state.journal import Journal
 
+pytestmark = pytest.mark.usefixtures("backend")  # each test on the local store and on PostgreSQL
+
 
 @pytest.fixture(autouse=True)
 def _litellm_imported():

@@ -40,6 +40,7 @@ def test_a_secret_from_the_environment_is_masked_in_every_file_and_every_output(
     assert sx("audit", "verify", run_id).returncode == 0  # masked before chaining: the chain holds
     leaks = [str(p) for p in studiox.home.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
     assert leaks == []
+    assert SECRET not in repr(studiox.stored())  # the store's tables, on either backend
     assert [o for o in outputs if SECRET in o] == []
     server_log = next(studiox.home.glob("logs/*/leaky.log")).read_text()
     assert "starting with token ***" in server_log and "whoami called with token ***" in server_log

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from conftest import wait_for, write_mission
 from starlette.testclient import TestClient
 
@@ -23,6 +24,8 @@ from studiox import api
 from studiox.mission import load
 from studiox.service.ledger import Ledger
 from studiox.service.loop import Service
+
+pytestmark = pytest.mark.usefixtures("backend")  # each test on the local store and on PostgreSQL
 
 INBOX_MISSION = ("mission: intake\ninputs: {note: {type: string}}\n"
                  "triggers:\n  - inbox: {path: inbox, pattern: '*.txt', input: note, settle: 0.2s, "

@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import TESTS, Sx, write_mission
 
+pytestmark = pytest.mark.backends(
+    "local", reason="the local state folder itself (files, permissions, creation) is under test")
+
 HELLO = "mission: hello\nsteps:\n  - {id: a, set: {v: 1}}\n"
 PAYMENT = TESTS / "missions" / "payment.yaml"
 

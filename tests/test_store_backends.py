@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+
 import pytest
+from conftest import cli
 
 from studiox.errors import RunLocked, StoreError
 from studiox.state import backends
@@ -84,15 +89,45 @@ def test_a_chained_journal_reads_back_and_an_edited_event_is_found(store):
         store.events("r1")
 
 
-def test_one_process_drives_a_run_and_the_lock_is_free_once_released(store):
-    assert not store.driven("r1")
-    with store.lock("r1"):
-        assert store.driven("r1")
-        with pytest.raises(RunLocked, match="being driven by"):
-            store.lock("r1").acquire()
-    assert not store.driven("r1")
-    with store.lock("r1"):
+@pytest.mark.parametrize("run_id", ["r1", "k3mz8qpa", "a-run-whose-key-is-negative"])
+def test_one_process_drives_a_run_and_the_lock_is_free_once_released(store, run_id):
+    assert not store.driven(run_id) and store.holder(run_id) is None
+    with store.lock(run_id):
+        assert store.driven(run_id)
+        holder = store.holder(run_id)
+        assert holder is not None and holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+        with pytest.raises(RunLocked, match=f"run {run_id} is being driven by process {os.getpid()} on "):
+            store.lock(run_id).acquire()
+    assert not store.driven(run_id) and store.holder(run_id) is None  # at once: release does not lag
+    with store.lock(run_id):
         pass
+
+
+def test_a_lock_held_by_a_killed_process_is_taken_over(store, tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import os, sys, time\n"
+            "from studiox.state import backends\n"
+            "store = backends.open_store(sys.argv[1], create=True)\n"
+            "lock = store.lock('r1').acquire()\n"
+            "print('held', flush=True)\n"
+            "time.sleep(60)\n")
+    env = {**os.environ, "STUDIOX_BACKEND": "postgres" if hasattr(store, "url") else "local"}
+    if hasattr(store, "url"):
+        env["STUDIOX_DATABASE_URL"] = store.url
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "home")], env=env, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        assert store.holder("r1")["pid"] == holder.pid
+        holder.kill()
+        holder.wait()  # dead: its lock is free at once (the server may take a moment to notice; studiox waits)
+        with store.lock("r1"):
+            assert store.holder("r1")["pid"] == os.getpid()
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_the_response_cache_stays_in_the_local_folder(store, tmp_path):
@@ -108,3 +143,28 @@ def test_an_unknown_backend_or_a_missing_url_is_a_plain_error(tmp_path, monkeypa
         backends.open_store(tmp_path, create=True, backend="mysql")
     with pytest.raises(StoreError, match="needs STUDIOX_DATABASE_URL"):
         backends.open_store(tmp_path, create=True, backend="postgres")
+
+
+def test_the_backend_option_chooses_the_store_for_the_command_and_overrides_the_environment(tmp_path, postgres_url):
+    mission = tmp_path / "m.yaml"
+    mission.write_text("mission: m\nsteps:\n  - {id: a, set: {x: 1}}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STUDIOX_")}
+    env.update(STUDIOX_HOME=str(tmp_path / "home"), STUDIOX_DATABASE_URL=postgres_url,
+               STUDIOX_TEST_DRIVE_HERE="1")  # (driven by the command, not queued for workers)
+    on_postgres = cli("--backend", "postgres", "run", mission, "-q", env=env)
+    assert on_postgres.returncode == 0, on_postgres.stderr
+    run_id = on_postgres.stdout.split()[0]
+    assert [r["id"] for r in json.loads(cli("--backend", "postgres", "runs", "--json", env=env).stdout)] == [run_id]
+    assert json.loads(cli("runs", "--json", env={**env, "STUDIOX_BACKEND": "postgres"}).stdout)[0]["id"] == run_id
+    # the local folder was made a state folder (for this machine's cache and logs), but holds no run
+    assert json.loads(cli("--backend", "local", "runs", "--json", env={**env, "STUDIOX_BACKEND": "postgres"}).stdout) == []
+    assert "the database postgresql://" in cli("--backend", "postgres", "migrate", env=env).stdout
+
+
+@pytest.mark.parametrize("value", ["mysql", "lokal"])
+def test_an_unknown_backend_option_is_a_usage_error(tmp_path, value):
+    result = cli("--backend", value, "runs", env={"STUDIOX_HOME": str(tmp_path / "home"), "PATH": os.environ["PATH"]})
+    assert result.returncode == 2
+    assert f"unknown backend '{value}' for --backend: choose 'local'" in result.stderr, result.stderr
+    assert ("did you mean 'local'?" in result.stderr) == (value == "lokal")
+    assert not (tmp_path / "home").exists()

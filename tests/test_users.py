@@ -11,6 +11,9 @@ import pytest
 from studiox import users
 from studiox.errors import UsageError
 
+pytestmark = pytest.mark.backends(
+    "local", reason="accounts live in the state folder's users.db on every backend (docs/deploy.md)")
+
 PASSWORD = "correct horse battery"
 
 

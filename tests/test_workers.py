@@ -17,7 +17,9 @@ from studiox.adapters.models import LiteLLMModels, Replay, _retry_after, reply_d
 from studiox.adapters.ports import Ports
 from studiox.engine import Engine
 from studiox.governance import APPROVED, REJECTED
-from studiox.state.store import Store
+from studiox.state import backends
+
+pytestmark = pytest.mark.usefixtures("backend")  # each test on the local store and on PostgreSQL
 
 EXTRACT = """
 mission: w
@@ -73,7 +75,7 @@ class World:
 
     def __init__(self, tmp_path, answers: dict, tools: ScriptedTools | None = None):
         self.tmp = tmp_path
-        self.store = Store.open(tmp_path / "home", create=True)
+        self.store = backends.open_store(tmp_path / "home", create=True)  # the backend the test runs on
         self.tools = tools or ScriptedTools(gated=("pay",))
         self.sleeps: list[float] = []
 

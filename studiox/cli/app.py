@@ -8,6 +8,7 @@ start-up: commands that do not run a model or a tool stay fast.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -45,11 +46,30 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _backend(value: str | None) -> str | None:
+    """--backend: the store for this process and the processes it starts, as STUDIOX_BACKEND chooses it."""
+    if value is None:
+        return None
+    from ..errors import UsageError, suggest
+    from ..state.backends import BACKENDS
+
+    name = value.strip().lower()
+    if name not in BACKENDS:
+        raise UsageError(f"unknown backend {value!r} for --backend: choose 'local' (the state folder) or 'postgres' "
+                         f"(the database at $STUDIOX_DATABASE_URL){suggest(name, BACKENDS)}")
+    os.environ["STUDIOX_BACKEND"] = name
+    return name
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
+    backend: Annotated[str | None, typer.Option(
+        "--backend", metavar="local|postgres", callback=_backend, show_default=False,
+        help="Where runs are kept: 'local', the state folder (the default), or 'postgres', the database at "
+             "$STUDIOX_DATABASE_URL. Overrides $STUDIOX_BACKEND.")] = None,
 ) -> None:
     state["debug"] = debug
 

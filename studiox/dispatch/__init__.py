@@ -48,10 +48,12 @@ def database_url() -> str:
 
 
 def queued(backend: str | None = None) -> bool:
-    """True when runs of this backend are driven by workers (postgres), not by the process that asks."""
+    """True when runs of this backend are driven by workers (postgres), not by the process that asks.
+    The test door STUDIOX_TEST_DRIVE_HERE keeps them in the asking process on postgres too, as locally:
+    the engine's tests run on the PostgreSQL store without workers (a segment runs that same engine)."""
     from ..state.backends import backend_name
 
-    return backend_name(backend) == "postgres"
+    return backend_name(backend) == "postgres" and not os.environ.get("STUDIOX_TEST_DRIVE_HERE")
 
 
 class Dispatcher:

@@ -123,13 +123,16 @@ class Notifier:
 
     def _open(self) -> bool:
         if self._store is None:
-            from ..state.store import Store
+            from ..state.backends import open_store
 
-            self._store = Store.open(self.home, create=False)
+            self._store = open_store(self.home, create=False)  # the runs' store: local, or PostgreSQL
             if self._store is None:
                 self._looked = True  # no state folder yet: whatever it will hold happens after this look
                 return False
         if self._ledger is None:
+            from ..state.store import make_state_folder
+
+            make_state_folder(self.home)  # (runs kept in a database need not have made it: the ledger does)
             self._ledger = Ledger(self.home)
             self._cursors = self._ledger.cursors()
         return True

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import StoreError
-from .store import Store
+from .store import Store, make_state_folder
 
 BACKENDS = ("local", "postgres")
 
@@ -27,7 +27,10 @@ def backend_name(backend: str | None = None) -> str:
 
 def open_store(home: Path, *, create: bool, backend: str | None = None) -> Store | None:
     """The store of ``home`` in the chosen backend; None when a local folder does not exist and ``create``
-    is false (a PostgreSQL database always answers: its tables are made when missing)."""
+    is false (a PostgreSQL database always answers: its tables are made when missing).
+
+    On PostgreSQL, ``create`` still makes ``home`` a state folder (store.make_state_folder), for what
+    belongs to this machine."""
     if backend_name(backend) == "local":
         return Store.open(home, create=create)
     url = os.environ.get("STUDIOX_DATABASE_URL", "").strip()
@@ -36,4 +39,6 @@ def open_store(home: Path, *, create: bool, backend: str | None = None) -> Store
                          "postgresql://studiox@db.example:5432/studiox)")
     from .pgstore import PgStore
 
+    if create:
+        make_state_folder(Path(home))
     return PgStore.connect(Path(home), url)

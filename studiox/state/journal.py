@@ -313,4 +313,6 @@ def resolve_run(store: Store | None, text: str) -> str:
         return matches[0]
     if matches:
         raise RunNotFound(f"'{text}' matches several runs ({', '.join(matches[:5])}); type more of the id")
-    raise RunNotFound(f"no run '{text}' in {store.home} (see 'studiox runs')")
+    if store.count_runs() == 0:  # (a PostgreSQL database always has a store: it may be just as empty)
+        raise RunNotFound(f"no run '{text}': there are no runs here yet")
+    raise RunNotFound(f"no run '{text}' in {store.where} (see 'studiox runs')")

@@ -18,7 +18,9 @@ or the session runs with ``synchronous_commit = off`` (see docs/deploy.md).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -27,7 +29,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import RunLocked, StoreError
-from .store import Store
+from .locks import held_message, this_process
+from .store import Store, make_state_folder
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -49,8 +52,21 @@ CREATE TABLE IF NOT EXISTS decisions (
     decided DOUBLE PRECISION);
 CREATE INDEX IF NOT EXISTS decisions_by_state ON decisions (state, requested);
 CREATE INDEX IF NOT EXISTS decisions_by_run ON decisions (run);
+CREATE TABLE IF NOT EXISTS run_locks (
+    run TEXT COLLATE "C" NOT NULL PRIMARY KEY, session INTEGER NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL,
+    command TEXT NOT NULL, since DOUBLE PRECISION NOT NULL);
 """
 _SCHEMA_LOCK = 0x5354_5544_494F_5800 >> 1  # a fixed advisory-lock key: two processes creating the tables queue
+# the session holding a run's lock, and who that session says it is (run_locks, written as the lock is taken;
+# a row whose session no longer holds the lock is a leftover of a killed process, and is not joined)
+_HOLDER = """
+SELECT r.pid, r.host, r.command, r.since, a.pid, a.client_addr, a.application_name
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid LEFT JOIN run_locks r ON r.run = %s AND r.session = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ExclusiveLock' AND l.objsubid = 1
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND ((l.classid::bigint << 32) | l.objid::bigint) = %s
+"""
+GONE_WAIT = 5.0  # seconds: how long to wait for the server to end the session of a holder seen to be dead
 
 
 def safe_url(url: str) -> str:
@@ -93,6 +109,7 @@ class PgStore(Store):
         self._pg = connection
         self._pg_lock = threading.Lock()
         self._taken = psycopg.errors.UniqueViolation
+        self._folder_made = False
 
     @classmethod
     def connect(cls, home: Path, url: str) -> PgStore:
@@ -108,6 +125,10 @@ class PgStore(Store):
     def close(self) -> None:
         self._pg.close()
         super().close()
+
+    @property
+    def where(self) -> str:
+        return f"the database {safe_url(self.url)}"
 
     # ------------------------------------------------------------------ SQL (store.py's, with %s for ?)
 
@@ -151,6 +172,9 @@ class PgStore(Store):
     # ------------------------------------------------------------------ who drives a run
 
     def lock(self, run_id: str) -> PgRunLock:
+        if not self._folder_made:  # a process driving a run writes its logs and response cache there
+            make_state_folder(self.home)
+            self._folder_made = True
         return PgRunLock(self.url, run_id)
 
     def driven(self, run_id: str) -> bool:
@@ -176,10 +200,17 @@ class PgStore(Store):
         self._segments = True if found and found[0][0] else time.monotonic()
         return self._segments is True
 
+    def holder(self, run_id: str) -> dict | None:
+        with self._pg_lock, self._errors():
+            return _holder(self._pg, run_id)
+
 
 class PgRunLock:
     """One driver per run across machines: a session-level advisory lock on a connection of its own,
-    which PostgreSQL drops when that connection ends — also when the process holding it is killed."""
+    which PostgreSQL drops when that connection ends — also when the process holding it is killed.
+
+    Taking the lock also writes who holds it (``run_locks``: pid, host, command), so a second driver,
+    on any machine, is told whom to wait for."""
 
     def __init__(self, url: str, run_id: str):
         self.url = url
@@ -187,36 +218,94 @@ class PgRunLock:
         self._con = None
 
     def acquire(self) -> PgRunLock:
+        import psycopg
+
         con = _connect(self.url)
         key = lock_key(self.run_id)
-        row = con.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-        if not (row and row[0]):
-            holder = con.execute("SELECT a.pid, a.client_addr, a.application_name FROM pg_locks l "
-                                 "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
-                                 "AND l.granted AND ((l.classid::bigint << 32) | l.objid::bigint) = %s",
-                                 (key,)).fetchone()
+        deadline = time.monotonic() + GONE_WAIT
+        try:
+            while True:
+                holder = None
+                with con.transaction():  # who holds it is recorded a moment after the lock is visible
+                    taken = con.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
+                    if taken:
+                        me = this_process()
+                        con.execute("INSERT INTO run_locks (run, session, pid, host, command, since) VALUES "
+                                    "(%s, pg_backend_pid(), %s, %s, %s, %s) ON CONFLICT (run) DO UPDATE SET "
+                                    "session = EXCLUDED.session, pid = EXCLUDED.pid, host = EXCLUDED.host, "
+                                    "command = EXCLUDED.command, since = EXCLUDED.since",
+                                    (self.run_id, me["pid"], me["host"], me["command"], me["since"]))
+                    else:
+                        holder = _holder(con, self.run_id)
+                if taken:
+                    self._con = con
+                    return self
+                # a holder killed on this machine: its session ends once the server sees its socket close
+                if holder and _gone(holder) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                raise RunLocked(held_message(self.run_id, holder) if holder else
+                                held_message(self.run_id, None, _session(con, key)))
+        except psycopg.Error as e:
             con.close()
-            who = (f"the database session {holder[0]} from {holder[1] or 'this machine'} ({holder[2] or 'studiox'})"
-                   if holder else "another process")
-            raise RunLocked(f"run {self.run_id} is being driven by {who}; only one process may drive a run at a "
-                            "time — wait for it to finish or pause, or stop that process")
-        self._con = con
-        return self
+            raise _error(self.url, e) from None
+        except BaseException:
+            con.close()
+            raise
 
     def release(self) -> None:
         if self._con is not None:
-            try:  # unlocked before the session ends (which drops it too, but a moment later: the server's backend exits)
-                self._con.execute("SELECT pg_advisory_unlock(%s)", (lock_key(self.run_id),))
-            except Exception:  # noqa: BLE001, S110 - the connection is gone: so is the lock
-                pass
-            self._con.close()
-            self._con = None
+            import psycopg
+
+            con, self._con = self._con, None
+            try:  # unlocked before the close returns: the next driver need not wait for the session to end
+                con.execute("DELETE FROM run_locks WHERE run = %s AND session = pg_backend_pid()", (self.run_id,))
+                con.execute("SELECT pg_advisory_unlock(%s)", (lock_key(self.run_id),))
+            except psycopg.Error:
+                pass  # a broken connection: ending it drops the lock all the same
+            finally:
+                con.close()
 
     def __enter__(self) -> PgRunLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _holder(con, run_id: str) -> dict | None:
+    """Who holds the run's lock, as that process recorded it in run_locks; None when no session holds it, or
+    its holder has not recorded itself (yet)."""
+    row = con.execute(_HOLDER, (run_id, lock_key(run_id))).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return {"pid": row[0], "host": row[1], "command": row[2], "since": row[3]}
+
+
+def _session(con, key: int) -> str:
+    """The lock's holder by its database session, when it did not record itself (an older studiox)."""
+    row = con.execute(_HOLDER, ("", key)).fetchone()
+    if row is None:
+        return "another process"
+    return f"the database session {row[4]} from {row[5] or 'this machine'} ({row[6] or 'studiox'})"
+
+
+def _gone(holder: dict) -> bool:
+    """True when ``holder`` ran on this machine and its process has ended (a zombie, not yet waited for
+    by its parent, has ended too: its sockets are closed)."""
+    if holder["host"] != socket.gethostname():
+        return False
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError):
+        return False
+    try:
+        with open(f"/proc/{int(holder['pid'])}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rpartition(")")[2].split()[:1] == ["Z"]
+    except OSError:
+        return False
 
 
 def _pg(query: str) -> str:

@@ -44,7 +44,7 @@ from . import chain, folder
 from .folder import DATABASE, MARKER, cannot_write, corrupt, read_only_error
 from .indexing import FINISHED, index_events, index_record
 
-__all__ = ["FINISHED", "MARKER", "Store", "cannot_write", "read_only_error", "unstorable"]
+__all__ = ["FINISHED", "MARKER", "Store", "cannot_write", "make_state_folder", "read_only_error", "unstorable"]
 
 _SYNC = {"normal": "NORMAL", "full": "FULL", "off": "OFF"}
 SCHEMA = """
@@ -101,6 +101,16 @@ def to_json(value, what: str, fix: str) -> str:
         where = f"its {path.lstrip('.')}" if path else "it"
         raise StoreError(f"{what} was not written: {where} is {problem}, which JSON — and so the state folder — "
                          f"cannot hold; {fix}") from None
+
+
+def make_state_folder(home: Path) -> None:
+    """Make ``home`` a state folder, as a first run would, when it is not one yet. On the postgres backend,
+    where the runs are not in it, it still keeps what belongs to this machine (logs, the response cache,
+    accounts, the notification ledger), and a folder studiox writes to is one it will open again."""
+    if not (Path(home) / MARKER).is_file():
+        store = Store.open(home, create=True)
+        if store is not None:
+            store.close()
 
 
 def _after(prefix: str) -> str | None:
@@ -216,6 +226,11 @@ class Store:
         if self._cache is not None:
             self._cache.close()
 
+    @property
+    def where(self) -> str:
+        """Where the runs are, for messages: the state folder (the database, for PostgreSQL)."""
+        return str(self.home)
+
     # ------------------------------------------------------------------ who drives a run
 
     def lock(self, run_id: str):
@@ -229,6 +244,13 @@ class Store:
         from .locks import is_driven
 
         return is_driven(self.home, run_id)
+
+    def holder(self, run_id: str) -> dict | None:
+        """Who drives ``run_id`` now — ``pid``, ``host``, ``command``, ``since`` — or None when no process does
+        (or the holder has not said who it is yet)."""
+        from .locks import holder
+
+        return holder(self.home, run_id)
 
     # ------------------------------------------------------------------ SQL
 
@@ -286,9 +308,9 @@ class Store:
         try:
             value = json.loads(text)
         except ValueError:
-            raise StoreError(f"{what} in {self.home} is corrupt (not JSON); the folder was left untouched") from None
+            raise StoreError(f"{what} in {self.where} is corrupt (not JSON); nothing was changed") from None
         if not isinstance(value, dict):
-            raise StoreError(f"{what} in {self.home} is corrupt (not a record); the folder was left untouched")
+            raise StoreError(f"{what} in {self.where} is corrupt (not a record); nothing was changed")
         return value
 
     # ------------------------------------------------------------------ journal
@@ -348,7 +370,7 @@ class Store:
         return events
 
     def _damaged(self, run_id: str, what: str) -> StoreError:
-        return StoreError(f"the journal of run {run_id} in {self.home} is damaged: {what}, so the run cannot be "
+        return StoreError(f"the journal of run {run_id} in {self.where} is damaged: {what}, so the run cannot be "
                           f"trusted; nothing was changed (see 'studiox audit verify {run_id}')")
 
     def run_head(self, run_id: str) -> tuple[int | None, str | None] | None:

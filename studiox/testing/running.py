@@ -27,6 +27,9 @@ from .cases import DEFAULT_DECIDER, Case, TestFile, step_id
 from .doubles import ports_for, read_calls
 
 MAX_SEGMENTS = 50  # drives of one run (each decision, each kill, resumes it once)
+# a case's run is the only run of a throwaway state folder, whatever backend the team's runs use: the
+# local store, never a shared database (where a case would find other runs, and leave its own)
+LOCAL = "local"
 
 
 @dataclass
@@ -64,7 +67,7 @@ def play(tf: TestFile, case: Case, home: Path, descriptions: dict, *, kill_at: i
             killed = killed or died
         else:
             _segment(tf, case, home, descriptions, None)
-        store = api.need_store(home)
+        store = api.need_store(home, backend=LOCAL)
         try:
             run_id = _the_run(store)
             state = api.run_state(store, run_id) if run_id else None
@@ -86,7 +89,7 @@ def _segment(tf: TestFile, case: Case, home: Path, descriptions: dict, kill_at: 
     """Start the case's run, or resume it; drive it until it ends or parks."""
     from ..engine import Engine
 
-    store = api.open_store(home, create=True)
+    store = api.open_store(home, create=True, backend=LOCAL)
     assert store is not None
     try:
         engine = Engine(store, ports=ports_for(case, descriptions, home, tf.where((*case.at, "models"))),
@@ -199,7 +202,7 @@ def _settle(store, decision, case: Case, home: Path) -> str | None:
 
 def observe(home: Path, *, stopped: str | None = None, killed: bool = False) -> Played:
     """What the case's state folder says about its run."""
-    store = api.need_store(home)
+    store = api.need_store(home, backend=LOCAL)
     try:
         run_id = _the_run(store)
         if run_id is None:

@@ -1,5 +1,5 @@
 """A throwaway PostgreSQL server for tests: Debian's ``postgresql`` package, ``initdb`` and ``pg_ctl``
-on a temporary folder and a free port.
+on a temporary folder and a free port; a fresh database or schema for each test.
 
 ``pg_ctl`` refuses to run as root, so when the tests run as root the server runs as an unprivileged
 system user (``studiox-pg``) that is created when missing. The server listens on 127.0.0.1 only,
@@ -106,6 +106,38 @@ def fresh_database(url: str) -> str:
     name = f"t{time.time_ns()}_{os.getpid()}"
     _create_database(f"{base}/postgres", name)
     return f"{base}/{name}"
+
+
+def fresh_schema(url: str) -> str:
+    """A new, empty schema in the database of ``url`` (one per test keeps tests apart); a URL whose
+    connections use it (``search_path``), so studiox makes its tables there."""
+    import psycopg
+
+    name = f"t{time.time_ns()}_{os.getpid()}"
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute(f'CREATE SCHEMA "{name}"')
+    return f"{url.partition('?')[0]}?options=-csearch_path%3D{name}"
+
+
+def schema_of(url: str) -> str:
+    """The schema a URL made by :func:`fresh_schema` uses."""
+    return url.rpartition("search_path%3D")[2]
+
+
+def copy_schema(url: str) -> str:
+    """A fresh schema holding a copy of every table of ``url``'s schema (a copy of a test's store); its URL."""
+    import psycopg
+
+    old = schema_of(url)
+    copy = fresh_schema(url.partition("?")[0])
+    new = schema_of(copy)
+    with psycopg.connect(url.partition("?")[0], autocommit=True) as con, con.transaction():
+        tables = [row[0] for row in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (old,))]
+        for table in tables:
+            con.execute(f'CREATE TABLE "{new}"."{table}" (LIKE "{old}"."{table}" INCLUDING ALL)')
+            con.execute(f'INSERT INTO "{new}"."{table}" SELECT * FROM "{old}"."{table}"')
+    return copy
 
 
 if __name__ == "__main__":
