@@ -120,18 +120,6 @@ class Checked:
     cases: int | None = None  # a test file (NAME.test.yaml): how many cases it holds
 
 
-def missions_in(paths: list[Path]) -> list[Path]:
-    """The mission files a service or worker watches: those named, and the ``*.yaml`` below the folders named (not test files)."""
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*.y*ml") if not p.name.endswith((".test.yaml", ".test.yml"))
-                            and p.suffix in (".yaml", ".yml") and "data" not in p.relative_to(path).parts)
-        elif path.is_file():
-            found.append(path)
-    return found
-
-
 def load_mission(path: str | Path, store: Store | None = None) -> Mission:
     """Read, check and type a mission file (raises MissionInvalid with every problem).
 
@@ -392,25 +380,13 @@ def top_run(store: Store, run_id: str) -> str:
     return engine(store).parent_of(run_id) or run_id
 
 
-def outcome_of(store: Store, run_id: str) -> Outcome:
-    """How a run stands, as the outcome of a drive (for a run another process drove: a worker)."""
-    from .engine import control
-
-    state = run_state(store, run_id)
-    finished = state.finished or {}
-    status = state.status(driven=not state.finished and store.driven(run_id))
-    waiting = {**state.waiting, "decision": state.waiting["decision"]} if status == "waiting" and state.waiting else None
-    return control.Outcome(run_id, status, verdict=finished.get("verdict"), note=finished.get("note"),
-                   error=finished.get("error"), waiting=waiting)
-
-
 def cancel(store: Store, run_id: str, reason: str) -> str:
     """'cancelled' at once, or 'requested' when another process drives the run."""
     return engine(store).cancel(run_id, reason)
 
 
 # the audit trail read back (show, follow, verify, export): see studiox/trail.py
-from .trail import follow, show_run, verify_runs  # noqa: E402, F401
+from .trail import follow, outcome_of, show_run, verify_runs  # noqa: E402, F401
 
 
 def audit_runs(store: Store, *, run_id: str | None = None, mission: str | None = None, since: float | None = None,

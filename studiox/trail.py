@@ -1,6 +1,6 @@
 """The audit trail read back: one run in full (``show``), a run followed as it is written
-(``log --follow``), journals verified against their chains (``audit verify``), and the runs an
-audit export covers. Part of the library surface: ``api`` re-exports these.
+(``log --follow``) and how it stands after (``outcome_of``), journals verified against their
+chains (``audit verify``), and the runs an audit export covers. Part of the library surface: ``api`` re-exports these.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from .errors import RunNotFound, suggest
 
 if TYPE_CHECKING:
+    from .engine.control import Outcome
     from .state.store import Store
 
 
@@ -112,3 +113,16 @@ def verify_runs(store: Store, run_ids: list[str] | None = None) -> list:
 
     return [chain.verify(run_id, store.event_rows(run_id), store.run_head(run_id))
             for run_id in (run_ids if run_ids is not None else store.run_ids())]
+
+
+def outcome_of(store: Store, run_id: str) -> Outcome:
+    """How a run stands, as the outcome of a drive (for a run another process drove: a worker)."""
+    from .engine import control
+    from .state.journal import derive
+
+    state = derive(run_id, store.events(run_id))
+    finished = state.finished or {}
+    status = state.status(driven=not state.finished and store.driven(run_id))
+    waiting = dict(state.waiting) if status == "waiting" and state.waiting else None
+    return control.Outcome(run_id, status, verdict=finished.get("verdict"), note=finished.get("note"),
+                           error=finished.get("error"), waiting=waiting)

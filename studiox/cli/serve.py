@@ -42,7 +42,9 @@ def serve(
             from None
 
     folder = api.home_path(remember_home(home))
-    chosen = api.missions_in(missions or [Path("missions")])
+    from ..mission import missions_in
+
+    chosen = missions_in(missions or [Path("missions")])
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if no_web:
         _service_only(folder, chosen)

@@ -76,7 +76,9 @@ def worker(
     url = database_url()
     watched = []
     if missions:
-        watched = [api.load_mission(path) for path in api.missions_in(missions)]  # an invalid one: said, exit 2
+        from ..mission import missions_in
+
+        watched = [api.load_mission(path) for path in missions_in(missions)]  # an invalid one: said, exit 2
     from ..dispatch.worker import Worker
 
     def say(event: dict) -> None:

@@ -344,3 +344,15 @@ def descendants(mission: Mission, _seen: frozenset[str] = frozenset()) -> dict[s
         found[path] = {"source": text, "digest": child.digest}
         found.update(descendants(child, _seen | {path}))
     return found
+
+
+def missions_in(paths: list[Path]) -> list[Path]:
+    """The mission files a service or worker watches: those named, and the ``*.yaml`` below the folders named (not test files)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*.y*ml") if not p.name.endswith((".test.yaml", ".test.yml"))
+                            and p.suffix in (".yaml", ".yml") and "data" not in p.relative_to(path).parts)
+        elif path.is_file():
+            found.append(path)
+    return found
