@@ -158,6 +158,7 @@ def test_an_invoice_approved_while_no_worker_lives_is_paid_once_when_workers_sta
     time.sleep(1.5)
     assert cluster.payments() == []  # approved, not yet paid: no worker drives the run
     assert cluster.status(run_id)["status"] == "running"  # a segment waits in the queue for it
+    assert "queued for a worker (studiox worker): none has taken it up yet" in cluster.studiox("status", run_id).stdout
     woken = f"{run_id}/decided/{decision}"
     assert (woken, "ENQUEUED") in cluster.segments()
 

@@ -363,6 +363,11 @@ def status(
     out.print(f"run [bold]{run_id}[/] · mission {escape(state.mission_name)} · [{style}]{current}[/] · "
               f"started {when(state.started['at'] if state.started else None)} · {seconds(data['duration'])}")
     out.print(steps_table(state))
+    driver = data["driven_by"]
+    if driver:
+        plain(f"driven by process {driver['pid']} on {driver['host']}")
+    elif current == "running" and queued():
+        plain("queued for a worker (studiox worker): none has taken it up yet")
     for now in data["running"]:
         attempt = f", attempt {now['attempt']}" if now["attempt"] > 1 else ""
         out.print(f"[cyan]▶ running now[/]: {escape(now['step'])} ({escape(str(now['kind']))}{attempt}) for "
