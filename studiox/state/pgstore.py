@@ -182,8 +182,9 @@ class PgStore(Store):
         workers' queue or is under way (studiox/dispatch; DBOS's table, read with plain SQL: no dbos
         import). One round trip. Segment ids start with ``RUN/``; '0' follows '/', so the range reads
         the primary key's index."""
-        locked = ("EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                  "AND ((classid::bigint << 32) | objid::bigint) = ?)")
+        locked = ("EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+                  "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                  "AND ((classid::bigint << 32) | objid::bigint) = ?)")  # (advisory locks are per database)
         if not self._has_segments():
             rows = self._rows(f"SELECT {locked}", (lock_key(run_id),))
         else:
