@@ -197,36 +197,34 @@ def test_two_approvers_at_once_make_one_outcome_and_wake_the_run_once(cluster):
     assert len(cluster.events(run_id, "run_resumed")) == resumed_before + 1
 
 
-def test_a_worker_killed_during_the_payment_is_taken_over_and_the_invoice_is_paid_once(cluster, measured):
+def _killed_mid_payment(cluster, workers: tuple[str, ...]) -> tuple[str, str, float, int]:
+    """An invoice approved and being paid by one of ``workers`` (the ERP books the payment, then takes
+    8 s to answer): that worker is killed with SIGKILL. (run, the killed worker, when, run_resumed before)."""
     pay = cluster.base / "missions" / "payments" / "pay-supplier.yaml"
     pay.write_text(pay.read_text().replace('"--db", "../data/erp.sqlite"]', '"--db", "../data/erp.sqlite", '
                                                                             '"--pay-delay", "8"]'))
-    cluster.worker("w1")
-    cluster.worker("w2")
+    for name in workers:
+        cluster.worker(name)
     run_id, decision = cluster.start_invoice()
     approved = cluster.decide_as(BOB, "approve", decision, "--json")
     assert approved.returncode == 0, approved.stderr
     child = json.loads(approved.stdout)["decision"]["run"]
     segment = json.loads(approved.stdout)["run"]["segment"]
 
-    # the payment is booked, and the ERP has not answered yet (--pay-delay): now the driving worker dies
+    # the payment is booked, and the ERP has not answered yet: now the driving worker dies
     wait_for(lambda: cluster.events(child, "action_started") and cluster.payments(), 120, "the payment call")
-    driver = next(e["worker"] for w in ("w1", "w2") for e in cluster.log(w)
+    driver = next(e["worker"] for w in workers for e in cluster.log(w)
                   if e.get("event") == "start" and e.get("segment") == segment)
-    survivor = "w2" if driver == "w1" else "w1"
     resumed_before = len(cluster.events(run_id, "run_resumed"))
     killed_at = time.monotonic()
     cluster.workers[driver].send_signal(signal.SIGKILL)
-    cluster.workers[driver].wait()
+    cluster.workers.pop(driver).wait()
+    return run_id, driver, killed_at, resumed_before
 
-    wait_for(lambda: len(cluster.events(run_id, "run_resumed")) > resumed_before, 60, "the survivor to take the run up",
-             lambda: (cluster.base / f"{survivor}.log").read_text())
-    taken_up = time.monotonic() - killed_at
+
+def _paid_once(cluster, run_id: str) -> dict:
+    """The run ends paid, with one payment; an in-doubt call on the way is settled as a person would."""
     ended = cluster.wait_until_ended(run_id)
-    settled = time.monotonic() - killed_at
-    takeover = next(e for e in cluster.log(survivor) if e.get("event") == "takeover")
-    assert takeover["from"] == driver and takeover["segments"] >= 1
-
     if ended["status"] == "waiting":  # the cut-off call is in doubt: a person says what happened
         in_doubt = ended["waiting_for"]
         card = cluster.studiox("decision", "show", in_doubt, "--json")
@@ -236,8 +234,36 @@ def test_a_worker_killed_during_the_payment_is_taken_over_and_the_invoice_is_pai
         ended = cluster.wait_until_ended(run_id)
     assert (ended["status"], ended["verdict"]) == ("succeeded", "Approved with note"), ended
     assert len(cluster.payments()) == 1  # never two
+    return ended
+
+
+def test_a_worker_killed_during_the_payment_is_taken_over_and_the_invoice_is_paid_once(cluster, measured):
+    run_id, driver, killed_at, resumed_before = _killed_mid_payment(cluster, ("w1", "w2"))
+    survivor = "w2" if driver == "w1" else "w1"
+    wait_for(lambda: len(cluster.events(run_id, "run_resumed")) > resumed_before, 60, "the survivor to take the run up",
+             lambda: (cluster.base / f"{survivor}.log").read_text())
+    taken_up = time.monotonic() - killed_at
+    ended = _paid_once(cluster, run_id)
+    settled = time.monotonic() - killed_at
+    takeover = next(e for e in cluster.log(survivor) if e.get("event") == "takeover")
+    assert takeover["from"] == driver and takeover["segments"] >= 1
     measured(f"failover: worker {survivor} took the run up {taken_up:.1f} s after worker {driver} was killed "
              f"(takeover after 2 s of silence); the run {ended['status']} {settled:.1f} s after the kill")
+
+
+def test_the_only_worker_killed_during_the_payment_and_restarted_with_its_id_pays_once(cluster, measured):
+    run_id, driver, killed_at, resumed_before = _killed_mid_payment(cluster, ("w1",))
+    time.sleep(1)
+    assert cluster.status(run_id)["status"] == "running"  # its segment is still the dead worker's
+    restarted = time.monotonic()
+    cluster.worker("w1", "--takeover-after", "600")  # no takeover: DBOS's recovery at launch, by executor id
+    wait_for(lambda: len(cluster.events(run_id, "run_resumed")) > resumed_before, 60, "the restarted worker",
+             lambda: (cluster.base / "w1.log").read_text())
+    taken_up = time.monotonic() - restarted
+    _paid_once(cluster, run_id)
+    assert not any(e.get("event") == "takeover" for e in cluster.log("w1"))
+    measured(f"restart: worker w1, killed mid-payment and started again with its id, took its run up "
+             f"{taken_up:.1f} s after it was started (the whole outage: {time.monotonic() - killed_at:.1f} s)")
 
 
 TIMERS = """mission: timers
