@@ -149,8 +149,8 @@ def late_decisions() -> list[list[str]]:
         queue, late = api.queue(store), []
         for row in store.decision_rows(states=("pending",), expires_by=time.time(), limit=10_000):
             decision = queue.get(row["id"])
-            if decision.outcome is None and not decision.run_ended:
-                late.append([decision.run_id, decision.id])
+            if decision.outcome is None and not decision.run_ended:  # (a sub-mission's: its top run goes on)
+                late.append([api.top_run(store, decision.run_id), decision.id])
         return late
     finally:
         store.close()
