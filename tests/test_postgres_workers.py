@@ -329,3 +329,17 @@ def test_the_portal_on_postgres_approves_a_payment_that_a_worker_then_makes_once
         assert "succeeded" in client.get(f"/runs/{run_id}").text
     assert len(cluster.payments()) == 1
     assert [s for s, _ in cluster.segments() if "/decided/" in s] == [f"{run_id}/decided/{decision}"]
+
+
+def test_reading_runs_and_decisions_on_postgres_never_imports_dbos(cluster):
+    started = cluster.studiox("run", *INVOICE)  # no worker: queued (asking for a segment may import DBOS)
+    assert started.returncode == 0, started.stderr
+    run_id = started.stdout.split()[1]
+    for command in (["runs"], ["status", run_id], ["decisions"], ["log", run_id], ["show", run_id],
+                    ["audit", "verify", "--all"], ["audit", "export", "--format", "jsonl"]):
+        shown = subprocess.run([sys.executable, "-X", "importtime", "-m", "studiox", *command], cwd=cluster.base,
+                               env=cluster.env, text=True, capture_output=True, timeout=60)
+        assert shown.returncode == 0, (command, shown.stderr[-2000:])
+        imported = {line.split("|")[-1].strip().split(".")[0] for line in shown.stderr.splitlines()
+                    if line.startswith("import time:")}
+        assert "psycopg" in imported and "dbos" not in imported, command  # (it read the database, without DBOS)
