@@ -343,3 +343,17 @@ def test_reading_runs_and_decisions_on_postgres_never_imports_dbos(cluster):
         imported = {line.split("|")[-1].strip().split(".")[0] for line in shown.stderr.splitlines()
                     if line.startswith("import time:")}
         assert "psycopg" in imported and "dbos" not in imported, command  # (it read the database, without DBOS)
+
+
+def test_a_worker_without_a_usable_database_says_so_and_exits_2(tmp_path):
+    env = {**os.environ, "STUDIOX_HOME": str(tmp_path / "home"), "NO_COLOR": "1"}
+    env.pop("STUDIOX_BACKEND", None)
+    local = subprocess.run([sys.executable, "-m", "studiox", "worker"], env=env, text=True, capture_output=True,
+                           timeout=60)
+    assert local.returncode == 2 and "set STUDIOX_BACKEND=postgres" in local.stderr
+    down = subprocess.run([sys.executable, "-m", "studiox", "--backend", "postgres", "worker"], text=True,
+                          capture_output=True, timeout=60,
+                          env={**env, "STUDIOX_DATABASE_URL": "postgresql://studiox:secret@127.0.0.1:1/none"})
+    assert down.returncode == 2, down.stderr
+    assert "cannot use the database postgresql://studiox:***@127.0.0.1:1/none" in down.stderr
+    assert "secret" not in down.stderr + down.stdout

@@ -23,6 +23,8 @@ Only this module's client and the worker import ``dbos`` (2–3 s); reads (``run
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from ..errors import StoreError
 
@@ -67,7 +69,8 @@ class Dispatcher:
         if self._client is None:
             from .queue import client
 
-            self._client = client(self.url)
+            with _outside(self.url, "reach the workers' queue"):
+                self._client = client(self.url)
         return self._client
 
     def submit(self, run_id: str) -> str:
@@ -97,9 +100,9 @@ class Dispatcher:
 
     def workers(self, within: float = 10.0) -> int:
         """How many workers beat within the last ``within`` seconds (0 when none ever started)."""
-        import psycopg
+        from ..state.pgstore import _connect
 
-        with psycopg.connect(self.url, autocommit=True) as con:
+        with _connect(self.url) as con:
             if con.execute("SELECT to_regclass('workers')").fetchone() == (None,):
                 return 0
             row = con.execute("SELECT count(*) FROM workers WHERE beat > extract(epoch from clock_timestamp())::float8 "
@@ -109,10 +112,27 @@ class Dispatcher:
     def _enqueue(self, run_id: str, workflow_id: str, *, retry: bool = False) -> str:
         from .queue import enqueue
 
-        enqueue(self._dbos(), workflow_id, run_id, retry)
+        client = self._dbos()
+        with _outside(self.url, f"queue run {run_id} for the workers"):
+            enqueue(client, workflow_id, run_id, retry)
         return workflow_id
 
     def close(self) -> None:
         if self._client is not None:
             self._client.destroy()
             self._client = None
+
+
+@contextmanager
+def _outside(url: str, doing: str) -> Iterator[None]:
+    """DBOS's and the database's exceptions, as the studiox error that says what could not be done."""
+    from ..state.pgstore import safe_url
+
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the border to DBOS: anything it raises is about the database
+        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise StoreError(f"cannot {doing} in the database {safe_url(url)}: {text}; check STUDIOX_DATABASE_URL "
+                         "(and that the server is up)") from None

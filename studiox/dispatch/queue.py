@@ -25,9 +25,9 @@ def client(url: str):
 
 
 def _has_tables(url: str) -> bool:
-    import psycopg
+    from ..state.pgstore import _connect
 
-    with psycopg.connect(url, autocommit=True) as con:
+    with _connect(url) as con:
         row = con.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.workflow_status",)).fetchone()
     return bool(row and row[0])
 

@@ -178,7 +178,8 @@ class Worker:
 
     def run(self, grace: float = 30.0) -> None:
         """Serve until ``stop`` is set; then let running segments finish for up to ``grace`` seconds."""
-        import psycopg
+        from ..state.pgstore import _connect
+        from . import _outside
 
         here.home, here.url, here.executor = self.home, self.url, self.executor
         if self.missions:
@@ -186,7 +187,7 @@ class Worker:
 
             here.service = Service(self.home, self.missions, _queue_run)
         here.say = lambda event: self.say({"worker": self.executor, **event})
-        con = psycopg.connect(self.url, autocommit=True, application_name=f"studiox worker {self.executor}")
+        con = _connect(self.url)  # (a database it cannot use: said, exit 2)
         try:
             con.execute(WORKERS)
             self._beat(con)
@@ -194,7 +195,8 @@ class Worker:
             DBOS(config={"name": APP, "system_database_url": self.url, "executor_id": self.executor,
                          "application_version": APP_VERSION, "dbos_system_schema": SCHEMA, "log_level": "WARNING",
                          "scheduler_polling_interval_sec": 1.0, "max_executor_threads": self.concurrency + 8})
-            DBOS.launch()  # recovers the segments this executor id held when it last stopped
+            with _outside(self.url, "start the workers' queue (DBOS)"):
+                DBOS.launch()  # recovers the segments this executor id held when it last stopped
             DBOS.register_queue(QUEUE, worker_concurrency=self.concurrency, polling_interval_sec=self.poll,
                                 on_conflict="always_update")
             DBOS.apply_schedules([{"schedule_name": DEADLINES, "workflow_fn": deadlines, "schedule": "*/2 * * * * *"},
