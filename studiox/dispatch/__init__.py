@@ -99,15 +99,16 @@ class Dispatcher:
         return self.wake(top, decision) if decision is not None else self.drive(top, store.last_seq(top))
 
     def workers(self, within: float = 10.0) -> int:
-        """How many workers beat within the last ``within`` seconds (0 when none ever started)."""
-        from ..state.pgstore import _connect
+        """How many workers beat within the last ``within`` seconds (0 when none ever started): asked
+        on the client's own connections, not a new one."""
+        import sqlalchemy as sa
 
-        with _connect(self.url) as con:
-            if con.execute("SELECT to_regclass('workers')").fetchone() == (None,):
-                return 0
-            row = con.execute("SELECT count(*) FROM workers WHERE beat > extract(epoch from clock_timestamp())::float8 "
-                              "- %s", (within,)).fetchone()
-        return int(row[0]) if row else 0
+        with _outside(self.url, "count the workers"), self._dbos()._sys_db.engine.connect() as con:
+            if con.execute(sa.text("SELECT to_regclass('workers')")).scalar() is None:
+                return 0  # (no worker ever started)
+            return int(con.execute(sa.text("SELECT count(*) FROM workers WHERE beat > "
+                                           "extract(epoch from clock_timestamp())::float8 - :within"),
+                                   {"within": within}).scalar() or 0)
 
     def _enqueue(self, run_id: str, workflow_id: str, *, retry: bool = False) -> str:
         from .queue import enqueue
@@ -126,13 +127,11 @@ class Dispatcher:
 @contextmanager
 def _outside(url: str, doing: str) -> Iterator[None]:
     """DBOS's and the database's exceptions, as the studiox error that says what could not be done."""
-    from ..state.pgstore import safe_url
+    from ..state.pgstore import _error
 
     try:
         yield
     except StoreError:
         raise
     except Exception as e:  # noqa: BLE001 - the border to DBOS: anything it raises is about the database
-        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise StoreError(f"cannot {doing} in the database {safe_url(url)}: {text}; check STUDIOX_DATABASE_URL "
-                         "(and that the server is up)") from None
+        raise _error(url, e, doing) from None

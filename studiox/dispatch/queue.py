@@ -19,17 +19,13 @@ def client(url: str):
 
     found = DBOSClient(system_database_url=url, application_name=APP, dbos_system_schema=SCHEMA,
                        retry_connection_errors=False)
-    if not _has_tables(url):
+    import sqlalchemy as sa
+
+    with found._sys_db.engine.connect() as con:  # (the client's own pool: no connection of our own)
+        present = con.execute(sa.text("SELECT to_regclass(:name)"), {"name": f"{SCHEMA}.workflow_status"}).scalar()
+    if present is None:
         found._sys_db.run_migrations()  # what DBOS.launch() does; idempotent, and DBOS serialises it
     return found
-
-
-def _has_tables(url: str) -> bool:
-    from ..state.pgstore import _connect
-
-    with _connect(url) as con:
-        row = con.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.workflow_status",)).fetchone()
-    return bool(row and row[0])
 
 
 def enqueue(dbos_client, workflow_id: str, run_id: str, retry: bool = False) -> None:

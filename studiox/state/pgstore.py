@@ -325,6 +325,8 @@ def _connect(url: str):
         raise _error(url, e) from None
 
 
-def _error(url: str, e: Exception) -> StoreError:
+def _error(url: str, e: Exception, doing: str | None = None) -> StoreError:
+    """``e`` (psycopg's, or DBOS's when ``doing`` says what it was doing) as the studiox error a person reads."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return StoreError(f"cannot use the database {safe_url(url)}: {text}; check STUDIOX_DATABASE_URL")
+    what = f"{doing} in the database" if doing else "use the database"
+    return StoreError(f"cannot {what} {safe_url(url)}: {text}; check STUDIOX_DATABASE_URL")
