@@ -144,22 +144,18 @@ Wait = Annotated[bool, typer.Option("--wait", help=(
     "(the exit code then says which, as when the run is driven here)."))]
 
 
-def hand_over(store, run_id: str, why: str, *, decision: str | None = None, wait: bool, quiet: bool = False,
+def hand_over(store, run_id: str, *, retry: bool = False, wait: bool, quiet: bool = False,
               as_json: bool = False) -> None:
-    """The postgres backend: ask the workers for a segment of the run (``why``: start, resume or
-    decided, retry), then follow its rail if asked to wait, else say where it went. Exits."""
+    """The postgres backend: ask the workers for the segment the run needs next (its first, or one
+    that resumes it; ``retry``: a failed run taken up again), then follow its rail if asked to wait,
+    else say where it went. Exits."""
     from ..dispatch import Dispatcher
 
     run_id = api.top_run(store, run_id)  # (a sub-mission's run is driven by its parent's)
+    seq = store.last_seq(run_id)
     dispatcher = Dispatcher()
     try:
-        if why == "start":
-            segment = dispatcher.submit(run_id)
-        elif why == "decided":
-            assert decision is not None
-            segment = dispatcher.wake(run_id, decision)
-        else:
-            segment = dispatcher.resume(run_id, store.last_seq(run_id), retry=why == "retry")
+        segment = dispatcher.resume(run_id, seq, retry=True) if retry else dispatcher.drive(run_id, seq)
         alive = dispatcher.workers()
     finally:
         dispatcher.close()
@@ -180,10 +176,10 @@ def hand_over(store, run_id: str, why: str, *, decision: str | None = None, wait
 
 def follow_until_parked(store, run_id: str, *, quiet: bool = False, as_json: bool = False) -> None:
     """Print a run's rail as another process drives it, from its next event, until it finishes or
-    parks; exit with the code its outcome calls for."""
+    parks; exit with the code its outcome calls for. ``run_id``: the top run (a sub-mission's run is
+    driven by its parent's)."""
     from ..ui.rail import live_line
 
-    run_id = api.top_run(store, run_id)  # a sub-mission's run is driven by its parent's
     seen = store.last_seq(run_id)
     try:
         for event in api.follow(store, run_id, start=seen, settle=2.0):
@@ -260,7 +256,7 @@ def run(
         api.remember_valid(store, mission)
     run_id = make_engine(store, quiet=quiet, silent=as_json).start(mission, values, options)
     if queued():
-        hand_over(store, run_id, "start", wait=wait, quiet=quiet, as_json=as_json)
+        hand_over(store, run_id, wait=wait, quiet=quiet, as_json=as_json)
     drive(store, run_id, resume=False, ask=interactive(no_input, as_json), quiet=quiet, as_json=as_json,
           mission=mission)
 
@@ -279,7 +275,7 @@ def resume(
     worker continues it (--wait follows it)."""
     store, run_id = _find(home, run_id)
     if queued():
-        hand_over(store, run_id, "retry" if retry_failed else "resume", wait=wait, as_json=as_json)
+        hand_over(store, run_id, retry=retry_failed, wait=wait, as_json=as_json)
     drive(store, run_id, resume=True, retry_failed=retry_failed, ask=interactive(no_input, as_json),
           as_json=as_json)
 
