@@ -179,13 +179,13 @@ class Service:
     def _deadlines(self, now: float) -> None:
         """A decision past its deadline: its run is resumed, and the engine applies ``on_timeout``."""
         store = api.need_store(self.home)
-        try:  # only undecided ones whose limit has passed: the index says so, no decision read in vain
-            queue = api.queue(store)
+        try:  # only undecided ones whose limit has passed: the index says so (it is written with the outcome)
             late = set()
             for row in store.decision_rows(states=("pending",), expires_by=now, limit=10_000):
-                decision = queue.get(row["id"])
-                if decision.outcome is None and not decision.run_ended:
-                    late.add(decision.run_id)
+                if row["run"] in late or (store.last_event(row["run"]) or {}).get("type") == "run_finished":
+                    continue
+                if not store.driven(row["run"]):  # (a process driving it applies on_timeout itself: no
+                    late.add(row["run"])          # resume that would only be refused, each second)
         finally:
             store.close()
         for run_id in late:
