@@ -115,7 +115,10 @@ def test_a_viewer_sees_no_approve_button_and_a_forged_approval_is_refused(portal
     parked = studiox("run", mission, "--no-input", "--home", home)
     assert parked.returncode == 3, parked.stdout + parked.stderr
     decision = json.loads(studiox("decisions", "--json", "--home", home).stdout)[0]["id"]
+    visitor = client.get("/login").text
+    assert "<title>(1)" not in visitor and 'class="count"' not in visitor  # nothing of the queue before a login
     csrf = _login(client, "vera")
+    assert "<title>(1)" in client.get("/runs").text  # a person logged in sees how many wait
     page = client.get(f"/decisions/{decision}").text
     assert "srv.record" in page and "Review and approve" not in page and "Reject" not in page
     forged = client.post(f"/decisions/{decision}/approve", data={"csrf": csrf, "confirm": "yes"},

@@ -26,7 +26,7 @@ from starlette.responses import (
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from ..errors import StudioxError
+from ..errors import RunNotFound, StudioxError
 from .site import HERE, Forbidden, Portal
 
 log = logging.getLogger("studiox.portal")
@@ -103,5 +103,5 @@ async def _refused(portal: Portal, request: Request, e: Forbidden) -> Response:
 
 
 async def _error(portal: Portal, request: Request, e: StudioxError) -> Response:
-    status = 404 if type(e).__name__ in ("RunNotFound",) else 400
+    status = 404 if isinstance(e, RunNotFound) else 400
     return portal.page(request, "error.html", status=status, message=e.render())

@@ -60,10 +60,6 @@ class Drives:
         finally:
             store.close()
 
-    def busy(self, run_id: str) -> bool:
-        found = self.running.get(run_id)
-        return found is not None and found.poll() is None
-
     def stop_all(self) -> None:
         """SIGINT to every drive still going (each journals run_interrupted), then wait for them."""
         with self.lock:

@@ -70,15 +70,14 @@ def routes(portal: Portal) -> list[Route]:
         q = request.query_params
         store = p.store()
         try:
-            queue = api.queue(store)
-            rows = pages.inbox(api.list_decisions(store), queue.assignee, mission=q.get("mission") or None,
+            pending = api.list_decisions(store)  # read once: the rows, the filters' choices and the count
+            rows = pages.inbox(pending, api.queue(store).assignee, mission=q.get("mission") or None,
                                step=q.get("step") or None, age=q.get("age") or None, sort=q.get("sort", "oldest"))
-            everything = pages.inbox(api.list_decisions(store), queue.assignee)
         finally:
             store.close()
-        return p.page(request, "decisions.html", rows=rows, query=q,
-                      missions=sorted({r["mission"] for r in everything if r["mission"]}),
-                      steps=sorted({r["step"] for r in everything}))
+        return p.page(request, "decisions.html", rows=rows, query=q, pending=len(pending),
+                      missions=sorted({d.request["mission"] for d in pending if d.request.get("mission")}),
+                      steps=sorted({d.request["step"] for d in pending}))
 
     def _decision(store, decision_id: str):
         queue = api.queue(store)
@@ -271,11 +270,12 @@ def routes(portal: Portal) -> list[Route]:
 
     async def start(request: Request) -> Response:
         name = request.path_params["name"]
+        if request.method == "GET":
+            p.need(request, "starter")  # (before anything is said of the missions served)
         if name not in p.missions:
             raise Forbidden(404, f"no mission '{name}' is served here")
         mission = api.load_mission(p.missions[name])
         if request.method == "GET":
-            p.need(request, "starter")
             return p.page(request, "start.html", mission=mission, fields=pages.input_fields(mission))
         person, form = await p.form(request, "starter")
         files = {key: (value.filename or key, await value.read()) for key, value in form.multi_items()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from starlette.requests import Request
@@ -12,6 +11,7 @@ from starlette.templating import Jinja2Templates
 
 from .. import api, users
 from ..errors import MissionInvalid
+from ..units import when
 from . import sessions
 from .drives import Drives
 
@@ -45,7 +45,7 @@ class Portal:
         self.drives = Drives(home)
         self.limits = sessions.LoginLimit()
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
-        self.templates.env.filters["when"] = _when
+        self.templates.env.filters["when"] = when
         self.templates.env.filters["ago"] = _ago
         self.templates.env.filters["tojson_pretty"] = lambda v: json.dumps(v, ensure_ascii=False, indent=1,
                                                                            default=str)
@@ -96,22 +96,22 @@ class Portal:
                                  "page and try again")
         return person, form
 
-    def page(self, request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
+    def page(self, request: Request, template: str, status: int = 200, pending: int | None = None,
+             **context) -> HTMLResponse:
+        """``pending``: how many decisions wait, when the caller has counted them; else counted here,
+        for a person logged in only (a visitor's page says nothing of the queue)."""
         person = self.user(request)
         session = self.session(request)
-        store = self.store()
-        try:
-            pending = len(api.list_decisions(store))
-        finally:
-            store.close()
+        if pending is None and person is not None:
+            store = self.store()
+            try:
+                pending = len(api.list_decisions(store))
+            finally:
+                store.close()
         return self.templates.TemplateResponse(request, template, {
             "user": person, "csrf": (session or {}).get("csrf", ""), "pending": pending,
             "allows": lambda role: person is not None and users.allows(person.role, role), **context},
             status_code=status)
-
-
-def _when(at: float | None) -> str:
-    return "—" if not at else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
 def _ago(seconds: float | None) -> str:
