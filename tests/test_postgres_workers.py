@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 from test_approvers_cli import BOB, CAROL, _unmeasured, users  # noqa: F401 - the fixture that makes the test users
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,8 +65,8 @@ class Cluster:
                                    env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         self.workers[name] = process
-        wait_for(lambda: any(e.get("event") == "ready" and e.get("pid") == process.pid for e in self.log(name)),
-                 60, f"worker {name} to be ready", lambda: (self.base / f"{name}.log").read_text())
+        assert wait_for(lambda: any(e.get("event") == "ready" and e.get("pid") == process.pid
+                                    for e in self.log(name)), 60), (self.base / f"{name}.log").read_text()
         return process
 
     def log(self, name: str) -> list[dict]:
@@ -121,16 +122,8 @@ class Cluster:
             state.update(self.status(run_id))
             return state["status"] in ("succeeded", "failed", "cancelled", "waiting")
 
-        wait_for(ended, timeout, f"run {run_id} to finish or park", lambda: json.dumps(state)[:2000])
+        assert wait_for(ended, timeout), f"run {run_id} did not finish or park: {json.dumps(state)[:2000]}"
         return state
-
-
-def wait_for(condition, timeout: float, what: str, detail=lambda: "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{detail()}")
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -212,7 +205,7 @@ def _killed_mid_payment(cluster, workers: tuple[str, ...]) -> tuple[str, str, fl
     segment = json.loads(approved.stdout)["run"]["segment"]
 
     # the payment is booked, and the ERP has not answered yet: now the driving worker dies
-    wait_for(lambda: cluster.events(child, "action_started") and cluster.payments(), 120, "the payment call")
+    assert wait_for(lambda: cluster.events(child, "action_started") and cluster.payments(), 120), "no payment call"
     driver = next(e["worker"] for w in workers for e in cluster.log(w)
                   if e.get("event") == "start" and e.get("segment") == segment)
     resumed_before = len(cluster.events(run_id, "run_resumed"))
@@ -240,12 +233,13 @@ def _paid_once(cluster, run_id: str) -> dict:
 def test_a_worker_killed_during_the_payment_is_taken_over_and_the_invoice_is_paid_once(cluster, measured):
     run_id, driver, killed_at, resumed_before = _killed_mid_payment(cluster, ("w1", "w2"))
     survivor = "w2" if driver == "w1" else "w1"
-    wait_for(lambda: len(cluster.events(run_id, "run_resumed")) > resumed_before, 60, "the survivor to take the run up",
-             lambda: (cluster.base / f"{survivor}.log").read_text())
+    assert wait_for(lambda: len(cluster.events(run_id, "run_resumed")) > resumed_before, 60), \
+        (cluster.base / f"{survivor}.log").read_text()  # the survivor took the run up
     taken_up = time.monotonic() - killed_at
     ended = _paid_once(cluster, run_id)
     settled = time.monotonic() - killed_at
-    takeover = next(e for e in cluster.log(survivor) if e.get("event") == "takeover")
+    takeover = next((e for e in cluster.log(survivor) if e.get("event") == "takeover"), None)
+    assert takeover is not None, (cluster.base / f"{survivor}.log").read_text()
     assert takeover["from"] == driver and takeover["segments"] >= 1
     measured(f"failover: worker {survivor} took the run up {taken_up:.1f} s after worker {driver} was killed "
              f"(takeover after 2 s of silence); the run {ended['status']} {settled:.1f} s after the kill")
@@ -257,8 +251,8 @@ def test_the_only_worker_killed_during_the_payment_and_restarted_with_its_id_pay
     assert cluster.status(run_id)["status"] == "running"  # its segment is still the dead worker's
     restarted = time.monotonic()
     cluster.worker("w1", "--takeover-after", "600")  # no takeover: DBOS's recovery at launch, by executor id
-    wait_for(lambda: len(cluster.events(run_id, "run_resumed")) > resumed_before, 60, "the restarted worker",
-             lambda: (cluster.base / "w1.log").read_text())
+    assert wait_for(lambda: len(cluster.events(run_id, "run_resumed")) > resumed_before, 60), \
+        (cluster.base / "w1.log").read_text()  # the restarted worker took its run up
     taken_up = time.monotonic() - restarted
     _paid_once(cluster, run_id)
     assert not any(e.get("event") == "takeover" for e in cluster.log("w1"))
@@ -292,8 +286,8 @@ def test_workers_watch_an_inbox_once_across_two_and_a_deadline_expires_with_nobo
         assert listed.returncode == 0, listed.stderr
         return json.loads(listed.stdout)
 
-    wait_for(lambda: len(runs()) == 3 and all(r["status"] == "succeeded" for r in runs()), 90,
-             "three runs, one per file, each expired", lambda: json.dumps(runs()))
+    assert wait_for(lambda: len(runs()) == 3 and all(r["status"] == "succeeded" for r in runs()), 90), \
+        json.dumps(runs())  # three runs, one per file, each expired
     assert sorted(cluster.status(r["id"])["note"] for r in runs()) == ["nobody answered"] * 3
     assert {r["verdict"] for r in runs()} == {"Expired"}
     assert sorted(p.name for p in (cluster.base / "processed").iterdir()) == [f"note-{n}.txt" for n in range(3)]
