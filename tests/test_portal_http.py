@@ -102,12 +102,40 @@ def test_the_session_cookie_is_httponly_and_samesite_and_ends_when_the_password_
     assert client.get("/decisions", follow_redirects=False).status_code == 303  # that session has ended
 
 
+def _raw_get(app, path: str) -> tuple[int, bytes]:
+    """GET ``path`` exactly as written: straight to the ASGI app (an HTTP client folds '..' away before sending)."""
+    import asyncio
+
+    sent: list[dict] = []
+    asked: list[bool] = []
+
+    async def receive() -> dict:
+        if not asked:
+            asked.append(True)
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.sleep(3600)  # the client stays: no disconnect while the answer is sent
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+             "headers": [(b"host", b"127.0.0.1")], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    asyncio.run(app(scope, receive, send))
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
 def test_nothing_is_served_from_outside_the_static_folder(portal):
     client, *_ = portal
     assert client.get("/static/portal.css").status_code == 200
+    assert _raw_get(client.app, "/static/portal.css")[0] == 200  # (the raw door reaches the static files)
     for path in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2f..%2fusers.py", "/static/../../etc/passwd"):
         answer = client.get(path)
         assert answer.status_code == 404 or "import" not in answer.text, path
+        status, body = _raw_get(client.app, path)  # as sent, '..' and all
+        assert status == 404 and b"import" not in body and b"root:" not in body, (path, status)
 
 
 def test_a_viewer_sees_no_approve_button_and_a_forged_approval_is_refused(portal, studiox):
