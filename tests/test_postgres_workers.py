@@ -351,3 +351,20 @@ def test_a_worker_without_a_usable_database_says_so_and_exits_2(tmp_path):
     assert down.returncode == 2, down.stderr
     assert "cannot use the database postgresql://studiox:***@127.0.0.1:1/none" in down.stderr
     assert "secret" not in down.stderr + down.stdout
+
+
+def test_resume_and_reject_on_postgres_go_through_the_workers(cluster):
+    cluster.worker("w1")
+    run_id, decision = cluster.start_invoice()
+    again = cluster.studiox("resume", run_id, "--wait", "--json")  # a worker takes it up, and it parks again
+    assert again.returncode == 3, again.stdout + again.stderr
+    assert json.loads(again.stdout)["waiting"]["decision"] == decision
+    resumes = [s for s, status in cluster.segments() if "/resume/" in s and status == "SUCCESS"]
+    assert len(resumes) == 1 and resumes[0].startswith(f"{run_id}/resume/")
+
+    rejected = cluster.decide_as(BOB, "reject", decision, "--reason", "not ours", "--resume")
+    assert rejected.returncode == 0, rejected.stdout + rejected.stderr  # followed until the run finished
+    ended = cluster.status(run_id)
+    assert ended["status"] == "succeeded" and ended["verdict"] == "Rejected", ended
+    assert cluster.payments() == []
+    assert (f"{run_id}/decided/{decision}", "SUCCESS") in cluster.segments()
