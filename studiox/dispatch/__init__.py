@@ -101,14 +101,11 @@ class Dispatcher:
     def workers(self, within: float = 10.0) -> int:
         """How many workers beat within the last ``within`` seconds (0 when none ever started): asked
         on the client's own connections, not a new one."""
-        import sqlalchemy as sa
-
         with _outside(self.url, "count the workers"), self._dbos()._sys_db.engine.connect() as con:
-            if con.execute(sa.text("SELECT to_regclass('workers')")).scalar() is None:
+            if con.exec_driver_sql("SELECT to_regclass('workers')").scalar() is None:
                 return 0  # (no worker ever started)
-            return int(con.execute(sa.text("SELECT count(*) FROM workers WHERE beat > "
-                                           "extract(epoch from clock_timestamp())::float8 - :within"),
-                                   {"within": within}).scalar() or 0)
+            return int(con.exec_driver_sql("SELECT count(*) FROM workers WHERE beat > "
+                                           "extract(epoch from clock_timestamp())::float8 - %s", (within,)).scalar() or 0)
 
     def _enqueue(self, run_id: str, workflow_id: str, *, retry: bool = False) -> str:
         from .queue import enqueue

@@ -19,10 +19,8 @@ def client(url: str):
 
     found = DBOSClient(system_database_url=url, application_name=APP, dbos_system_schema=SCHEMA,
                        retry_connection_errors=False)
-    import sqlalchemy as sa
-
     with found._sys_db.engine.connect() as con:  # (the client's own pool: no connection of our own)
-        present = con.execute(sa.text("SELECT to_regclass(:name)"), {"name": f"{SCHEMA}.workflow_status"}).scalar()
+        present = con.exec_driver_sql("SELECT to_regclass(%s)", (f"{SCHEMA}.workflow_status",)).scalar()
     if present is None:
         found._sys_db.run_migrations()  # what DBOS.launch() does; idempotent, and DBOS serialises it
     return found
